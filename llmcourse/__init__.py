@@ -1,0 +1,16 @@
+"""llmcourse: the tested building blocks of the course's notebooks.
+
+One concept, one module (and one notebook):
+
+========================  ===========================================================
+``llmcourse.config``      device, seed, quick mode, data folder (every notebook)
+``llmcourse.text``        torchtext-style tokenizer and ``Vocab`` (notebook 00)
+``llmcourse.data``        WikiText-2 and SST-2 by name, verified; LM batching (00, 02)
+``llmcourse.lm``          chain rule, perplexity, a bigram neural LM (notebook 00)
+``llmcourse.training``    the one training loop, exact perplexity, checkpoints
+``llmcourse.plotting``    training curves, Zipf plots
+``llmcourse.exercises``   exercises with checkers and hidden solutions
+========================  ===========================================================
+"""
+
+__version__ = "0.1.0"

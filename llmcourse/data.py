@@ -1,0 +1,402 @@
+"""Data sets by name, verified, and the batching every language-model notebook uses.
+
+Where a data set comes from, in this order:
+
+1. the folder named by ``$LLMCOURSE_DATA`` (official file names, e.g. ``wikitext-2/wiki.train.tokens``
+   and ``sst2/SST-2/train.tsv``): offline machines and CI;
+2. the course's download cache (:func:`llmcourse.config.cache_dir`, the checkout's ``data/``);
+3. a download from the living public mirror (Hugging Face datasets ``Salesforce/wikitext`` and
+   ``nyu-mll/glue``), checked by sha256 where the hash is published and by row counts otherwise,
+   written to a temporary file and renamed only once it has passed.
+
+Every file is checked (lines and words, or rows) each time it is loaded, so a truncated or
+corrupted copy is an error that names the file, never a silently smaller data set.
+
+Data flows one way: text file → :func:`tokenize_lines` → :func:`~llmcourse.text.build_vocab_from_iterator`
+→ :func:`numericalize` → :func:`batchify` / :class:`BPTTIterator` / :class:`LMWindowDataset` → model.
+Taught in notebook 00 (data and vocabulary) and notebook 02 (batching for truncated BPTT).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from .config import cache_dir, data_dir
+from .text import Vocab, build_vocab_from_iterator
+
+__all__ = [
+    "DataError",
+    "DATASETS",
+    "dataset_path",
+    "WikiText2",
+    "SST2",
+    "tokenize_lines",
+    "wikitext2_vocab",
+    "numericalize",
+    "batchify",
+    "get_batch",
+    "BPTTIterator",
+    "LMWindowDataset",
+]
+
+#: Base address of the public mirror; ``$LLMCOURSE_MIRROR`` replaces it (tests use a local fake).
+MIRROR = "https://huggingface.co"
+DOWNLOAD_TIMEOUT = 60  # seconds without a byte before a download gives up
+
+
+class DataError(RuntimeError):
+    """A data file is missing, incomplete or corrupted; the message says which and what to do."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """One file of a data set: where it lives locally, what it must contain, and where to get it."""
+
+    filename: str  # official name, relative to the data set's folder
+    remote: str  # path of the Parquet file in the mirror's dataset repository
+    rows: int  # lines (WikiText-2) or data rows without the header (SST-2)
+    words: int | None = None  # white-space tokens (WikiText-2)
+    sha256: str | None = None  # of the remote Parquet file, where published
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    folder: str  # relative to $LLMCOURSE_DATA or the cache
+    repo: str  # Hugging Face dataset repository of the mirror
+    revision: str
+    splits: dict[str, Split]
+    header: dict[str, str] | None = None  # split -> expected first line (TSV files)
+
+
+# Figures from ../shared/data/README.md: the published sizes of each split.
+DATASETS: dict[str, DatasetSpec] = {
+    "wikitext-2": DatasetSpec(
+        name="wikitext-2",
+        folder="wikitext-2",
+        repo="Salesforce/wikitext",
+        revision="main",
+        splits={
+            "train": Split("wiki.train.tokens", "wikitext-2-v1/train-00000-of-00001.parquet", 36_718, 2_051_910,
+                           "dfc27e4360c639dc1fba1e403bfffd53af4a5c75d5363b5724d49bf12d07cce6"),
+            "valid": Split("wiki.valid.tokens", "wikitext-2-v1/validation-00000-of-00001.parquet", 3_760, 213_886,
+                           "717de9a0c1c0b0b1dfdd8f1e6ad8a30ece618bbde81f5da8207277547d324215"),
+            "test": Split("wiki.test.tokens", "wikitext-2-v1/test-00000-of-00001.parquet", 4_358, 241_211,
+                          "e6b3913da714b63a60a571698b20ff15441fb015783ea1b5285f707d4f2f00a9"),
+        },
+    ),
+    "sst2": DatasetSpec(
+        name="sst2",
+        folder="sst2/SST-2",
+        repo="nyu-mll/glue",
+        revision="main",
+        splits={
+            "train": Split("train.tsv", "sst2/train-00000-of-00001.parquet", 67_349),
+            "dev": Split("dev.tsv", "sst2/validation-00000-of-00001.parquet", 872),
+            "test": Split("test.tsv", "sst2/test-00000-of-00001.parquet", 1_821),
+        },
+        header={"train": "sentence\tlabel", "dev": "sentence\tlabel", "test": "index\tsentence"},
+    ),
+}
+
+
+def _spec(name: str, split: str) -> tuple[DatasetSpec, Split]:
+    if name not in DATASETS:
+        raise KeyError(f"Unknown data set {name!r}; the course knows {sorted(DATASETS)}.")
+    spec = DATASETS[name]
+    if split not in spec.splits:
+        raise KeyError(f"{name} has no split {split!r}; its splits are {list(spec.splits)}.")
+    return spec, spec.splits[split]
+
+
+# --------------------------------------------------------------------------------------------
+# Finding, downloading and checking files
+# --------------------------------------------------------------------------------------------
+def dataset_path(name: str, split: str, download: bool = True) -> Path:
+    """The local path of one split of a data set, downloading it into the cache if need be.
+
+    The file returned has passed :func:`_check_file`.
+    """
+    spec, entry = _spec(name, split)
+    folder = data_dir()
+    if folder is not None:
+        path = folder / spec.folder / entry.filename
+        if not path.is_file():
+            present = sorted(p.name for p in (folder / spec.folder).glob("*")) if (folder / spec.folder).is_dir() else []
+            raise DataError(
+                f"LLMCOURSE_DATA={folder} has no {spec.folder}/{entry.filename} (the {split} split of {name}); "
+                f"found {present or 'no such folder'}. Copy the official files there under their official names "
+                f"({', '.join(s.filename for s in spec.splits.values())}), or unset LLMCOURSE_DATA to download "
+                "them into the course's cache."
+            )
+        _check_file(path, spec, split, origin="LLMCOURSE_DATA")
+        return path
+
+    path = cache_dir() / spec.folder / entry.filename
+    if not path.is_file():
+        if not download:
+            raise DataError(f"{path} is not in the cache and download=False.")
+        _download_split(spec, split, path)
+    _check_file(path, spec, split, origin="cache")
+    return path
+
+
+def _check_file(path: Path, spec: DatasetSpec, split: str, origin: str) -> None:
+    """Check a local file's size in lines and words (WikiText-2) or rows and header (TSV)."""
+    entry = spec.splits[split]
+    with open(path, encoding="utf-8", newline="") as f:
+        text = f.read()
+    lines = _lines(text)
+    problems = []
+    if spec.header is not None:
+        header = lines[0] if lines else ""
+        if header != spec.header[split]:
+            problems.append(f"header {header[:40]!r} (expected {spec.header[split]!r})")
+        rows = len(lines) - 1
+    else:
+        rows = len(lines)
+    if rows != entry.rows:
+        problems.append(f"{rows:,} rows (expected {entry.rows:,})")
+    if entry.words is not None:
+        words = len(text.split())
+        if words != entry.words:
+            problems.append(f"{words:,} words (expected {entry.words:,})")
+    if problems:
+        fix = ("delete it and run again to download a fresh copy" if origin == "cache"
+               else "replace it with the official file (see the course README, 'Data')")
+        raise DataError(f"{path} is incomplete or corrupted: it has {' and '.join(problems)}. "
+                        f"To fix it, {fix}.")
+
+
+def _url(spec: DatasetSpec, entry: Split) -> str:
+    base = os.environ.get("LLMCOURSE_MIRROR", MIRROR).rstrip("/")
+    return f"{base}/datasets/{spec.repo}/resolve/{spec.revision}/{entry.remote}"
+
+
+def download(url: str, dest: Path, sha256: str | None = None, timeout: float = DOWNLOAD_TIMEOUT) -> Path:
+    """Download ``url`` to ``dest`` with a progress bar, verify its sha256 (if given), then rename.
+
+    The bytes go to a temporary file beside ``dest``; on any failure it is removed, so the cache
+    never holds half a file.
+    """
+    from tqdm.auto import tqdm
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    digest = hashlib.sha256()
+    try:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response, os.fdopen(fd, "wb") as out:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, leave=False) as bar:
+                    while chunk := response.read(1 << 20):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        bar.update(len(chunk))
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            raise DataError(
+                f"Could not download {url} ({exc}). If this machine is offline, put the data set's "
+                "official files in a folder and point LLMCOURSE_DATA at it (see the course README, 'Data')."
+            ) from exc
+        if sha256 is not None and digest.hexdigest() != sha256:
+            raise DataError(f"The download of {url} is corrupted: its sha256 is {digest.hexdigest()}, "
+                            f"expected {sha256}. Nothing was cached; run again to retry.")
+        os.replace(tmp, dest)
+        return dest
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _download_split(spec: DatasetSpec, split: str, dest: Path) -> None:
+    """Fetch the mirror's Parquet file, verify it, and write the official text layout to ``dest``."""
+    import pyarrow.parquet as pq
+
+    entry = spec.splits[split]
+    url = _url(spec, entry)
+    print(f"Downloading the {split} split of {spec.name} from {url}")
+    with tempfile.TemporaryDirectory(dir=_ensure(dest.parent)) as workdir:
+        parquet = download(url, Path(workdir) / Path(entry.remote).name, sha256=entry.sha256)
+        try:
+            table = pq.read_table(parquet)
+        except Exception as exc:  # pyarrow raises several types for a damaged file
+            raise DataError(f"The download of {url} is not a readable Parquet file ({exc}). "
+                            "Nothing was cached; run again to retry.") from exc
+        staged = Path(workdir) / entry.filename
+        with open(staged, "w", encoding="utf-8", newline="") as out:
+            if spec.name == "wikitext-2":
+                for line in table.column("text").to_pylist():
+                    out.write(line.rstrip("\n") + "\n")  # one row of the mirror is one line of the file
+            else:
+                writer = csv.writer(out, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar="\\",
+                                    lineterminator="\n")
+                writer.writerow(spec.header[split].split("\t"))
+                columns = table.to_pydict()
+                if split == "test":
+                    writer.writerows(zip(columns["idx"], columns["sentence"]))
+                else:
+                    writer.writerows(zip(columns["sentence"], columns["label"]))
+        # Check the converted file *before* it enters the cache: rows are SST-2's only checksum.
+        _check_file(staged, spec, split, origin="download")
+        os.replace(staged, dest)
+
+
+def _lines(text: str) -> list[str]:
+    """Split on newlines only, as ``wc -l`` counts: WikiText-2 holds characters that
+    ``str.splitlines`` would also treat as line breaks."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def _ensure(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+# --------------------------------------------------------------------------------------------
+# Data sets by name, with torchtext's names
+# --------------------------------------------------------------------------------------------
+def WikiText2(split: str | Sequence[str] = ("train", "valid", "test")) -> list[str] | tuple[list[str], ...]:
+    """The lines of WikiText-2 (v1, tokenized, word level), as ``torchtext.datasets.WikiText2``.
+
+    Each line is a string of space-separated words, ``<unk>`` included; blank lines are kept, since
+    each line ends with one ``<eos>`` in the course's convention. One split name gives one list.
+    """
+    if isinstance(split, str):
+        path = dataset_path("wikitext-2", split)
+        with open(path, encoding="utf-8", newline="") as f:
+            return _lines(f.read())
+    return tuple(WikiText2(s) for s in split)
+
+
+def SST2(split: str | Sequence[str] = ("train", "dev", "test")) -> list[tuple[str, int]] | tuple:
+    """SST-2 sentences and labels (1 positive, 0 negative) as ``(sentence, label)`` pairs.
+
+    The test split's labels are withheld by GLUE: they come back as -1.
+    """
+    if not isinstance(split, str):
+        return tuple(SST2(s) for s in split)
+    path = dataset_path("sst2", split)
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        next(reader)
+        if split == "test":
+            return [(sentence, -1) for _index, sentence in reader]
+        return [(sentence, int(label)) for sentence, label in reader]
+
+
+# --------------------------------------------------------------------------------------------
+# text -> tokens -> vocabulary -> ids
+# --------------------------------------------------------------------------------------------
+def tokenize_lines(lines: Sequence[str], tokenizer=str.split, eos: str | None = "<eos>") -> list[list[str]]:
+    """Tokenize each line and end it with ``eos``: the course's convention of one ``<eos>`` per line.
+
+    WikiText-2 is already tokenized, so the default tokenizer just splits on white space.
+    """
+    if eos is None:
+        return [tokenizer(line) for line in lines]
+    return [tokenizer(line) + [eos] for line in lines]
+
+
+def wikitext2_vocab(min_freq: int = 1) -> Vocab:
+    """The WikiText-2 vocabulary the usual way: train split, one ``<eos>`` per line, ``<unk>`` and
+    ``<eos>`` first, unknown words mapped to ``<unk>``. 33,278 types (valid and test add none)."""
+    vocab = build_vocab_from_iterator(tokenize_lines(WikiText2("train")), min_freq=min_freq,
+                                      specials=["<unk>", "<eos>"])
+    vocab.set_default_index(vocab["<unk>"])
+    return vocab
+
+
+def numericalize(token_lists: Sequence[Sequence[str]], vocab: Vocab) -> Tensor:
+    """Concatenate token lists into one stream of ids: a ``LongTensor`` of shape ``(n_tokens,)``."""
+    ids = [vocab[t] for tokens in token_lists for t in tokens]
+    return torch.tensor(ids, dtype=torch.long)
+
+
+# --------------------------------------------------------------------------------------------
+# Batching for language models (batch first, as everywhere in the course)
+# --------------------------------------------------------------------------------------------
+def batchify(data: Tensor, batch_size: int) -> Tensor:
+    """Cut a stream of ids into ``batch_size`` contiguous rows: ``(n,)`` → ``(batch_size, n // batch_size)``.
+
+    As in PyTorch's word-language-model example, but batch first: row ``b`` continues in the next
+    window where it stopped in this one, which is what lets an RNN carry its hidden state across.
+    The last ``n % batch_size`` tokens are dropped.
+    """
+    if data.dim() != 1:
+        raise ValueError(f"batchify expects a 1-D stream of ids, got shape {tuple(data.shape)}.")
+    n = data.numel() // batch_size
+    if n < 2:
+        raise ValueError(f"{data.numel()} tokens are too few for batch_size={batch_size}.")
+    return data[: n * batch_size].view(batch_size, n).contiguous()
+
+
+def get_batch(source: Tensor, i: int, bptt: int) -> tuple[Tensor, Tensor]:
+    """The window starting at time ``i`` of a batchified stream and its targets, shifted by one.
+
+    ``source``: ``(batch, time)``; returns ``x, y`` of shape ``(batch, seq)`` with
+    ``seq = min(bptt, time - 1 - i)`` and ``y[:, t] == source[:, i + t + 1]``.
+    """
+    seq = min(bptt, source.size(1) - 1 - i)
+    if seq < 1:
+        raise IndexError(f"No window starts at {i}: the stream has {source.size(1)} steps.")
+    return source[:, i : i + seq], source[:, i + 1 : i + 1 + seq]
+
+
+class BPTTIterator:
+    """The windows of a batchified stream, in order: ``for x, y in BPTTIterator(source, bptt)``.
+
+    Consecutive windows continue each other row by row, for truncated backpropagation through time.
+    """
+
+    def __init__(self, source: Tensor, bptt: int):
+        if source.dim() != 2:
+            raise ValueError(f"BPTTIterator expects a batchified (batch, time) tensor, got {tuple(source.shape)}; "
+                             "call batchify(stream, batch_size) first.")
+        self.source, self.bptt = source, bptt
+
+    def __len__(self) -> int:
+        return -(-(self.source.size(1) - 1) // self.bptt)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for i in range(0, self.source.size(1) - 1, self.bptt):
+            yield get_batch(self.source, i, self.bptt)
+
+
+class LMWindowDataset(Dataset):
+    """Fixed-length windows of a stream of ids for a ``DataLoader``: item ``k`` is ``(x, y)`` with
+    ``x = ids[k*stride : k*stride + seq_len]`` and ``y`` the same window shifted by one token.
+
+    With the default ``stride = seq_len`` every token is predicted exactly once per epoch.
+    """
+
+    def __init__(self, ids: Tensor, seq_len: int, stride: int | None = None):
+        if ids.dim() != 1:
+            raise ValueError(f"LMWindowDataset expects a 1-D stream of ids, got shape {tuple(ids.shape)}.")
+        if ids.numel() < seq_len + 1:
+            raise ValueError(f"{ids.numel()} tokens are too few for windows of {seq_len} (+1 target).")
+        self.ids, self.seq_len, self.stride = ids, seq_len, stride or seq_len
+
+    def __len__(self) -> int:
+        return (self.ids.numel() - 1 - self.seq_len) // self.stride + 1
+
+    def __getitem__(self, k: int) -> tuple[Tensor, Tensor]:
+        if not -len(self) <= k < len(self):
+            raise IndexError(k)
+        start = (k % len(self)) * self.stride
+        window = self.ids[start : start + self.seq_len + 1]
+        return window[:-1], window[1:]

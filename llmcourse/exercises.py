@@ -1,0 +1,81 @@
+"""Exercises with a checker the learner calls and a solution hidden until asked for.
+
+Each chapter module defines its exercises as :class:`Exercise` objects; a notebook shows the task,
+the learner writes a function, and ``exercise.check(their_function)`` says whether it is right and,
+if not, on which input it went wrong. ``exercise.solution()`` prints one answer.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import textwrap
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+
+__all__ = ["Exercise", "close"]
+
+
+def close(a: Any, b: Any, rel: float = 1e-6, abs_: float = 1e-9) -> bool:
+    """Equality for answers: numbers and tensors within a tolerance, containers element-wise."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+        return a.shape == b.shape and bool(torch.allclose(a, b, rtol=rel, atol=abs_, equal_nan=True))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(a, b, rel_tol=rel, abs_tol=abs_) or (math.isinf(a) and a == b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(close(a[k], b[k], rel, abs_) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(close(x, y, rel, abs_) for x, y in zip(a, b))
+    return a == b
+
+
+@dataclass
+class Exercise:
+    """A task, the reference ``solution`` and the inputs the checker tries (each a tuple of args)."""
+
+    title: str
+    task: str
+    solution_fn: Callable
+    cases: Sequence[tuple] = field(default_factory=list)
+    hint_text: str = ""
+
+    def __repr__(self) -> str:
+        return f"Exercise: {self.title}\n\n{textwrap.dedent(self.task).strip()}"
+
+    def _repr_markdown_(self) -> str:
+        return f"**Exercise — {self.title}**\n\n{textwrap.dedent(self.task).strip()}"
+
+    def check(self, answer: Callable, verbose: bool = True) -> bool:
+        """Run ``answer`` on every case and compare with the solution; print what went wrong, if anything."""
+        for args in self.cases:
+            expected = self.solution_fn(*args)
+            try:
+                got = answer(*args)
+            except NotImplementedError:
+                return self._say(False, verbose, "not written yet: fill in the function, then run this cell again.")
+            except Exception as exc:  # the learner's code failing is an answer to report, not a crash
+                return self._say(False, verbose, f"raised {type(exc).__name__}: {exc} on input {_short(args)}.")
+            if not close(got, expected):
+                return self._say(False, verbose, f"on input {_short(args)} it returned {_short(got)}, "
+                                 f"expected {_short(expected)}.")
+        return self._say(True, verbose, f"all {len(self.cases)} checks passed.")
+
+    def hint(self) -> None:
+        print(self.hint_text or "No hint for this one: re-read the cell above the exercise.")
+
+    def solution(self) -> None:
+        """Print the reference solution's source."""
+        print(inspect.getsource(self.solution_fn))
+
+    def _say(self, ok: bool, verbose: bool, message: str) -> bool:
+        if verbose:
+            print(("✅ Correct — " if ok else "❌ Not yet — ") + message)
+        return ok
+
+
+def _short(value: Any, width: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."

@@ -1,0 +1,131 @@
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from llmcourse.config import seed_everything
+from llmcourse.data import LMWindowDataset, BPTTIterator, batchify
+from llmcourse.lm import BigramConfig, BigramLM
+from llmcourse.training import (History, TrainConfig, evaluate, evaluate_perplexity, load_checkpoint, lm_loss,
+                                lr_at, save_checkpoint, train)
+
+
+def _stream(n=4000, vocab=50, seed=0):
+    """A stream where token t+1 = (3 t + noise) mod vocab: a bigram model can learn it."""
+    g = torch.Generator().manual_seed(seed)
+    ids = [0]
+    for _ in range(n - 1):
+        ids.append((3 * ids[-1] + int(torch.randint(0, 3, (1,), generator=g))) % vocab)
+    return torch.tensor(ids)
+
+
+def _loader(ids, seq=16, batch=8):
+    return torch.utils.data.DataLoader(LMWindowDataset(ids, seq), batch_size=batch, shuffle=False)
+
+
+def test_training_lowers_loss_and_is_repeatable():
+    ids = _stream()
+    losses = []
+    for _ in range(2):
+        seed_everything(123)
+        model = BigramLM(BigramConfig(vocab_size=50, d_model=16))
+        before = evaluate(model, _loader(ids))[0]
+        history = train(model, _loader(ids), _loader(ids[:800]),
+                        TrainConfig(epochs=2, lr=3e-2, warmup_steps=5, progress=False, log_every=5), device="cpu")
+        after = evaluate(model, _loader(ids))[0]
+        losses.append(history.train[-1]["loss"])
+        assert after < before - 1.0  # from ~log(50)=3.9 towards log(3)=1.1
+    assert losses[0] == losses[1]  # same seed, same loss, bit for bit on CPU
+    assert len(history.valid) == 2 and history.best_step is not None
+    assert all(r["tokens_per_sec"] > 0 for r in history.train)
+
+
+def test_evaluate_perplexity_is_token_weighted():
+    """Two batches of 3 and 1 tokens: the exact perplexity weighs tokens, not batches."""
+
+    class Fixed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):  # uniform over 4 words except token 0 which predicts word 0 surely
+            logits = torch.zeros(*x.shape, 4)
+            logits[x == 0] = torch.tensor([100.0, 0, 0, 0])
+            return logits
+
+    batches = [(torch.tensor([[0, 0, 0]]), torch.tensor([[0, 0, 0]])), (torch.tensor([[1]]), torch.tensor([[2]]))]
+    ppl = evaluate_perplexity(Fixed(), batches)
+    exact = math.exp((3 * 0.0 + math.log(4)) / 4)
+    assert ppl == pytest.approx(exact, rel=1e-5)
+    batch_average = math.exp((0.0 + math.log(4)) / 2)
+    assert abs(ppl - batch_average) > 0.1
+
+
+def test_ignore_index_not_counted():
+    logits = torch.zeros(1, 3, 5)
+    total, n = lm_loss(logits, torch.tensor([[1, -100, 2]]))
+    assert int(n) == 2 and float(total) == pytest.approx(2 * math.log(5))
+
+
+def test_schedule_warmup_then_cosine():
+    cfg = TrainConfig(lr=1.0, warmup_steps=10, schedule="cosine", min_lr_ratio=0.1)
+    assert lr_at(0, cfg, 110) == pytest.approx(0.1)
+    assert lr_at(9, cfg, 110) == pytest.approx(1.0)
+    assert lr_at(60, cfg, 110) == pytest.approx(0.55)
+    assert lr_at(110, cfg, 110) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="step")
+
+
+def test_early_stopping_and_best_restored(tmp_path):
+    seed_everything(0)
+    ids = _stream()
+    model = BigramLM(BigramConfig(vocab_size=50, d_model=16))
+    # A huge learning rate makes validation worse after the first epoch: training stops early.
+    history = train(model, _loader(ids), _loader(ids[:800]),
+                    TrainConfig(epochs=30, lr=3e-2, patience=1, schedule="constant", progress=False,
+                                checkpoint_dir=str(tmp_path / "ckpt")), device="cpu")
+    best = min(r["loss"] for r in history.valid)
+    assert history.best_valid_loss == best
+    assert evaluate(model, _loader(ids[:800]))[0] == pytest.approx(best, rel=1e-5)
+    restored = load_checkpoint(tmp_path / "ckpt")
+    assert evaluate(restored, _loader(ids[:800]))[0] == pytest.approx(best, rel=1e-5)
+    if history.stopped_early:
+        assert len(history.valid) < 30
+
+
+def test_checkpoint_round_trip_without_pickle(tmp_path):
+    model = BigramLM(BigramConfig(vocab_size=30, d_model=8, tie_weights=True))
+    save_checkpoint(model, tmp_path, history=History(best_valid_loss=1.5))
+    meta = json.loads((tmp_path / "config.json").read_text())
+    assert meta["model_class"] == "llmcourse.lm.BigramLM" and meta["config"] == {"vocab_size": 30, "d_model": 8, "tie_weights": True}
+    loaded = load_checkpoint(tmp_path)
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert loaded.out.weight is loaded.embed.weight  # tied weights stored once, tied again on load
+    assert not list(tmp_path.glob("*.tmp"))
+    with pytest.raises(FileNotFoundError, match="not a checkpoint"):
+        load_checkpoint(tmp_path / "nothing")
+
+
+def test_stateful_models_get_their_state_back_detached():
+    class Counter(nn.Module):
+        stateful = True
+
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(10, 4)
+            self.seen = []
+
+        def forward(self, x, state=None):
+            self.seen.append(state)
+            h = self.emb(x).sum() if state is None else state + self.emb(x).sum()
+            return self.emb(x) @ self.emb.weight.T + 0 * h, h
+
+    model = Counter()
+    source = batchify(torch.arange(10).repeat(20), 4)
+    train(model, BPTTIterator(source, 5), None, TrainConfig(epochs=1, progress=False), device="cpu")
+    assert model.seen[0] is None
+    assert all(s is not None and not s.requires_grad for s in model.seen[1:])
