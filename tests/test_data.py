@@ -1,0 +1,165 @@
+import hashlib
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from llmcourse import data
+from llmcourse.data import (DATASETS, SST2, BPTTIterator, DataError, LMWindowDataset, WikiText2, batchify,
+                            dataset_path, get_batch, numericalize, tokenize_lines, wikitext2_vocab)
+from llmcourse.text import build_vocab_from_iterator
+
+
+# --- the real data, from LLMCOURSE_DATA -------------------------------------------------------
+def test_wikitext2_sizes_are_the_published_ones(shared_data):
+    train, valid, test = WikiText2()
+    for lines, n_lines, n_tokens in [(train, 36_718, 2_088_628), (valid, 3_760, 217_646), (test, 4_358, 245_569)]:
+        assert len(lines) == n_lines
+        assert sum(len(t) for t in tokenize_lines(lines)) == n_tokens  # one <eos> per line
+
+
+def test_wikitext2_vocabulary_has_33278_types(shared_data):
+    vocab = wikitext2_vocab()
+    assert len(vocab) == 33_278 and vocab["<unk>"] == 0 and vocab["<eos>"] == 1
+    over_all = build_vocab_from_iterator(tokenize_lines(sum(WikiText2(), [])), specials=["<unk>", "<eos>"])
+    assert len(over_all) == 33_278  # valid and test add no word that train lacks
+    ids = numericalize(tokenize_lines(WikiText2("valid")), vocab)
+    assert ids.shape == (217_646,) and int((ids == 0).sum()) == 11_718  # the published <unk> count
+
+
+def test_sst2_sizes_and_labels(shared_data):
+    train, dev, test = SST2()
+    assert (len(train), len(dev), len(test)) == (67_349, 872, 1_821)
+    assert sum(label for _, label in train) == 37_569 and sum(label for _, label in dev) == 444
+    assert {label for _, label in test} == {-1}
+
+
+def _copy_wikitext(shared_data, tmp_path, splits=("train", "valid", "test")):
+    folder = tmp_path / "offline" / "wikitext-2"
+    folder.mkdir(parents=True)
+    for split in splits:
+        name = DATASETS["wikitext-2"].splits[split].filename
+        shutil.copy(shared_data / "wikitext-2" / name, folder / name)
+    return folder
+
+
+def test_a_folder_missing_a_split_is_one_clear_error(shared_data, tmp_path, monkeypatch):
+    _copy_wikitext(shared_data, tmp_path, splits=("train",))
+    monkeypatch.setenv("LLMCOURSE_DATA", str(tmp_path / "offline"))
+    assert len(WikiText2("train")) == 36_718
+    with pytest.raises(DataError, match=r"has no wikitext-2/wiki\.valid\.tokens.*unset LLMCOURSE_DATA"):
+        WikiText2("valid")
+
+
+def test_a_corrupted_local_file_is_named(shared_data, tmp_path, monkeypatch):
+    folder = _copy_wikitext(shared_data, tmp_path, splits=("valid",))
+    path = folder / "wiki.valid.tokens"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text[: len(text) // 2], encoding="utf-8")  # a truncated copy
+    monkeypatch.setenv("LLMCOURSE_DATA", str(tmp_path / "offline"))
+    with pytest.raises(DataError, match=r"wiki\.valid\.tokens is incomplete or corrupted.*expected 3,760"):
+        WikiText2("valid")
+
+
+def test_unknown_names_are_clear():
+    with pytest.raises(KeyError, match="Unknown data set 'wikitext-103'"):
+        dataset_path("wikitext-103", "train")
+    with pytest.raises(KeyError, match="no split 'validation'"):
+        dataset_path("wikitext-2", "validation")
+
+
+# --- the download path, with a fake mirror on the local file system ----------------------------
+def _fake_mirror(tmp_path, monkeypatch, spec_name, split, table) -> tuple[Path, str]:
+    spec = DATASETS[spec_name]
+    entry = spec.splits[split]
+    target = tmp_path / "mirror" / "datasets" / spec.repo / "resolve" / spec.revision / entry.remote
+    target.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, target)
+    monkeypatch.setenv("LLMCOURSE_MIRROR", (tmp_path / "mirror").as_uri())
+    return target, hashlib.sha256(target.read_bytes()).hexdigest()
+
+
+def _pin(monkeypatch, spec_name, split, sha256):
+    """Point the registry's checksum at the fake file (the real mirror's file cannot be made here)."""
+    spec = DATASETS[spec_name]
+    splits = dict(spec.splits)
+    splits[split] = data.Split(**{**splits[split].__dict__, "sha256": sha256})
+    monkeypatch.setitem(DATASETS, spec_name, data.DatasetSpec(**{**spec.__dict__, "splits": splits}))
+
+
+def _leftovers(cache: Path) -> list[Path]:
+    return [p for p in cache.rglob("*") if p.is_file()]
+
+
+def test_download_verifies_converts_and_caches(shared_data, no_data_env, tmp_path, monkeypatch):
+    lines = (shared_data / "wikitext-2" / "wiki.valid.tokens").read_text(encoding="utf-8").split("\n")[:-1]
+    rows = [line + "\n" if line.strip() else "" for line in lines]  # the mirror's row format
+    _, digest = _fake_mirror(tmp_path, monkeypatch, "wikitext-2", "valid", pa.table({"text": rows}))
+    _pin(monkeypatch, "wikitext-2", "valid", digest)
+    got = WikiText2("valid")
+    assert [line.split() for line in got] == [line.split() for line in lines]
+    assert _leftovers(no_data_env) == [no_data_env / "wikitext-2" / "wiki.valid.tokens"]
+    monkeypatch.setenv("LLMCOURSE_MIRROR", "file:///nowhere")  # a cache hit needs no network
+    assert len(WikiText2("valid")) == 3_760
+
+
+def test_a_checksum_mismatch_caches_nothing(shared_data, no_data_env, tmp_path, monkeypatch):
+    _fake_mirror(tmp_path, monkeypatch, "wikitext-2", "valid", pa.table({"text": ["just one line\n"]}))
+    with pytest.raises(DataError, match=r"corrupted: its sha256 is [0-9a-f]{64}, expected 717de9a0"):
+        WikiText2("valid")
+    assert _leftovers(no_data_env) == []
+
+
+def test_wrong_row_counts_cache_nothing(no_data_env, tmp_path, monkeypatch):
+    table = pa.table({"sentence": ["good film ", "bad film "], "label": [1, 0], "idx": [0, 1]})
+    _fake_mirror(tmp_path, monkeypatch, "sst2", "dev", table)
+    with pytest.raises(DataError, match=r"dev\.tsv is incomplete or corrupted: it has 2 rows \(expected 872\)"):
+        SST2("dev")
+    assert _leftovers(no_data_env) == []
+
+
+def test_sst2_download_round_trip(shared_data, no_data_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMCOURSE_DATA", str(shared_data))
+    real = SST2("dev")
+    monkeypatch.delenv("LLMCOURSE_DATA")
+    table = pa.table({"sentence": [s for s, _ in real], "label": [l for _, l in real], "idx": list(range(872))})
+    _fake_mirror(tmp_path, monkeypatch, "sst2", "dev", table)
+    assert SST2("dev") == real
+
+
+def test_offline_without_data_says_what_to_do(no_data_env, monkeypatch):
+    monkeypatch.setenv("LLMCOURSE_MIRROR", "file:///no/such/mirror")
+    with pytest.raises(DataError, match="Could not download .*point LLMCOURSE_DATA at it"):
+        WikiText2("test")
+    assert _leftovers(no_data_env) == []
+
+
+# --- batching ---------------------------------------------------------------------------------
+def test_batchify_and_bptt_windows_cover_the_stream_in_order():
+    stream = torch.arange(103)
+    source = batchify(stream, 4)
+    assert source.shape == (4, 25) and source[1, 0] == 25 and source[0, -1] == 24
+    x, y = get_batch(source, 0, 10)
+    assert x.shape == (4, 10) and torch.equal(y, x + 1)
+    windows = list(BPTTIterator(source, 10))
+    assert len(windows) == len(BPTTIterator(source, 10)) == 3 and windows[-1][0].shape == (4, 4)
+    assert torch.equal(torch.cat([y for _, y in windows], dim=1), source[:, 1:])
+    with pytest.raises(ValueError, match="batchify"):
+        BPTTIterator(stream, 10)
+
+
+def test_window_dataset_predicts_every_token_once():
+    ids = torch.arange(50)
+    ds = LMWindowDataset(ids, seq_len=7)
+    assert len(ds) == 7
+    targets = torch.cat([ds[k][1] for k in range(len(ds))])
+    assert torch.equal(targets, torch.arange(1, 50))
+    x, y = ds[-1]
+    assert torch.equal(y, x + 1)
+    with pytest.raises(IndexError):
+        ds[7]
+    with pytest.raises(ValueError, match="too few"):
+        LMWindowDataset(torch.arange(5), seq_len=8)
