@@ -1,0 +1,587 @@
+"""Attention, the one place it lives in the course (notebook 03; used by notebooks 04 and 05).
+
+``Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V``: every query takes a weighted average of the
+values, weighted by how well it matches each key. Here:
+
+* :func:`scaled_dot_product_attention` returns ``(output, weights)``, the way notebook 03 derives it,
+  and goes through PyTorch's fused kernel (``torch.nn.functional.scaled_dot_product_attention``)
+  when the weights are not needed. Both paths give the same output (tests prove it).
+* :func:`causal_mask`, :func:`padding_mask` and :func:`combine_masks` build masks.
+* :class:`MultiHeadAttention` is ``Concat(head_1..head_h) W^O`` with
+  ``head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)``; self- or cross-attention, separate or fused
+  q/k/v projections, and loaders for ``torch.nn.MultiheadAttention``, GPT-2's ``c_attn`` and BERT's
+  ``query/key/value`` weights. It equals ``torch.nn.MultiheadAttention`` on the same weights.
+* :func:`capture_attention`, :func:`plot_attention` and :func:`attention_explorer` show what a
+  trained model attends to; :func:`attention_cost` measures time and memory against sequence length.
+
+Conventions (the whole course): batch first, ``(batch, time, ...)``; a boolean mask is **True where
+attention is allowed** (the convention of ``F.scaled_dot_product_attention`` and of Hugging Face's
+``attention_mask``; the opposite of ``nn.MultiheadAttention``'s ``key_padding_mask``). A float mask is
+added to the scores (0 to keep, ``-inf`` to block).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import statistics
+import subprocess
+import sys
+import time
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .exercises import Exercise
+
+__all__ = [
+    "scaled_dot_product_attention",
+    "causal_mask",
+    "padding_mask",
+    "combine_masks",
+    "MultiHeadAttention",
+    "capture_attention",
+    "plot_attention",
+    "attention_explorer",
+    "attention_cost",
+    "has_fused_attention",
+    "attention_exercise",
+    "causal_mask_exercise",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Masks
+# --------------------------------------------------------------------------------------------
+def causal_mask(t_q: int, t_k: int | None = None, *, device: torch.device | str | None = None) -> Tensor:
+    """``(t_q, t_k)`` boolean mask, True where query ``i`` may see key ``j``: ``j <= i + (t_k - t_q)``.
+
+    With ``t_k == t_q`` (the usual case) this is the lower triangle: position ``i`` sees positions
+    ``0..i`` and never the future. When the queries are the *last* ``t_q`` of ``t_k`` positions (a
+    decoder fed only its newest tokens), the diagonal shifts so that each still sees its whole past.
+    """
+    t_k = t_q if t_k is None else t_k
+    if t_q < 1 or t_k < 1:
+        raise ValueError(f"causal_mask({t_q}, {t_k}): both lengths must be at least 1.")
+    if t_k < t_q:
+        raise ValueError(f"causal_mask({t_q}, {t_k}): there are fewer keys than queries, so the first "
+                         "queries would see nothing. Pass t_k >= t_q.")
+    return torch.ones(t_q, t_k, dtype=torch.bool, device=device).tril(diagonal=t_k - t_q)
+
+
+def padding_mask(x: Tensor, pad_id: int | None = None, *, lengths: Tensor | Sequence[int] | None = None) -> Tensor:
+    """``(batch, 1, time)`` boolean mask, True at real tokens and False at padding.
+
+    Give either a batch of ids ``x: (batch, time)`` and the ``pad_id``, or ``lengths`` (one per row)
+    with ``x`` only telling the width. The middle dimension of size 1 lets the mask broadcast over
+    the queries of ``(batch, t_q, t_k)`` scores: every query ignores the padded keys.
+    """
+    if lengths is not None:
+        lengths = torch.as_tensor(lengths, device=x.device)
+        width = x.shape[-1]
+        if int(lengths.max()) > width:
+            raise ValueError(f"A length of {int(lengths.max())} does not fit in {width} positions.")
+        keep = torch.arange(width, device=x.device)[None, :] < lengths[:, None]
+    else:
+        if pad_id is None:
+            raise ValueError("padding_mask needs pad_id (the id used for padding) or lengths=.")
+        if x.dim() != 2:
+            raise ValueError(f"padding_mask expects ids of shape (batch, time), got {tuple(x.shape)}.")
+        keep = x != pad_id
+    return keep[:, None, :]
+
+
+def combine_masks(*masks: Tensor | None) -> Tensor | None:
+    """The positions allowed by *every* mask (boolean ``and``; float masks are added). ``None``s are skipped."""
+    present = [m for m in masks if m is not None]
+    if not present:
+        return None
+    out = present[0]
+    for m in present[1:]:
+        if out.dtype == torch.bool and m.dtype == torch.bool:
+            out = out & m
+        else:
+            out = _as_float_mask(out) + _as_float_mask(m)
+    return out
+
+
+def _as_float_mask(mask: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    if mask.dtype == torch.bool:
+        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, float("-inf"))
+    return mask
+
+
+def _check_inputs(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> None:
+    """Clear errors for the mistakes that otherwise end in an obscure matmul error, or in NaNs."""
+    if q.dim() < 2 or k.dim() < 2 or v.dim() < 2:
+        raise ValueError(f"q, k, v need shape (..., time, features); got {tuple(q.shape)}, {tuple(k.shape)}, "
+                         f"{tuple(v.shape)}.")
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"Queries and keys must have the same feature size d_k to be compared: q has "
+                         f"{q.shape[-1]} ({tuple(q.shape)}), k has {k.shape[-1]} ({tuple(k.shape)}).")
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"Every key needs a value: k has {k.shape[-2]} positions ({tuple(k.shape)}), v has "
+                         f"{v.shape[-2]} ({tuple(v.shape)}).")
+    try:
+        batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    except RuntimeError:
+        raise ValueError(f"The leading (batch, head) dimensions of q {tuple(q.shape)}, k {tuple(k.shape)} and "
+                         f"v {tuple(v.shape)} do not match.") from None
+    if mask is None:
+        return
+    scores_shape = (*batch, q.shape[-2], k.shape[-2])
+    try:
+        if torch.broadcast_shapes(mask.shape, scores_shape) != torch.Size(scores_shape):
+            raise RuntimeError
+    except RuntimeError:
+        raise ValueError(f"The mask of shape {tuple(mask.shape)} does not broadcast to the attention scores "
+                         f"(..., t_q, t_k) = {scores_shape}. A causal mask is (t_q, t_k); a padding mask is "
+                         f"(batch, 1, t_k), or (batch, 1, 1, t_k) with heads.") from None
+    if mask.dtype != torch.bool and not mask.is_floating_point():
+        raise TypeError(f"A mask is boolean (True = attend) or float (added to the scores), not {mask.dtype}. "
+                        "For 0/1 integer masks use mask.bool().")
+
+
+def _check_rows(mask: Tensor) -> None:
+    """A query that may attend to no key would get softmax over nothing = 0/0 = NaN: say so instead."""
+    blocked = ~mask.any(dim=-1) if mask.dtype == torch.bool else torch.isneginf(mask).all(dim=-1)
+    if bool(blocked.any()):
+        raise ValueError("A query row is fully masked: it may attend to no key at all, and softmax over nothing "
+                         "is 0/0 = NaN. This happens when a padded query sees only padding (e.g. left padding "
+                         "with a causal mask). Let every query see at least one key, for example itself.")
+
+
+# --------------------------------------------------------------------------------------------
+# Scaled dot-product attention
+# --------------------------------------------------------------------------------------------
+def has_fused_attention() -> bool:
+    """Whether this PyTorch has the fused kernel (``F.scaled_dot_product_attention``, torch >= 2.0)."""
+    return hasattr(F, "scaled_dot_product_attention")
+
+
+def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, *,
+                                 is_causal: bool = False, dropout_p: float = 0.0, scale: float | None = None,
+                                 need_weights: bool = True, check: bool = True) -> tuple[Tensor, Tensor | None]:
+    """``softmax(q k^T / sqrt(d_k) + mask) v``, and the attention weights.
+
+    Shapes: ``q: (..., t_q, d_k)``, ``k: (..., t_k, d_k)``, ``v: (..., t_k, d_v)``; the leading
+    dimensions (batch, or batch and heads) broadcast. ``mask`` broadcasts to ``(..., t_q, t_k)``:
+    boolean True where attention is allowed, or float added to the scores. ``is_causal`` adds
+    :func:`causal_mask`. ``dropout_p`` drops weights (pass 0 at evaluation). ``scale`` defaults to
+    ``1 / sqrt(d_k)``.
+
+    Returns ``(output: (..., t_q, d_v), weights: (..., t_q, t_k))``. With ``need_weights=False`` it
+    returns ``(output, None)`` through PyTorch's fused kernel, which never builds the ``t_q x t_k``
+    matrix (the naive path is used where the fused kernel is missing). A query that may attend to no
+    key is an error, not a row of NaNs (``check=False`` skips that test, which syncs with the device).
+    """
+    if check:
+        _check_inputs(q, k, v, mask)
+    t_q, t_k = q.shape[-2], k.shape[-2]
+    fused = not need_weights and has_fused_attention()
+    if is_causal:
+        if fused and mask is None and t_q == t_k:  # the kernel's own causal mask (never materialised)
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, scale=scale), None
+        mask = combine_masks(causal_mask(t_q, t_k, device=q.device), mask)
+    if check and mask is not None:
+        _check_rows(mask)
+    if fused:
+        if mask is not None and mask.is_floating_point():
+            mask = mask.to(q.dtype)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, scale=scale), None
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    scores = (q @ k.transpose(-2, -1)) * scale  # (..., t_q, t_k): how well each query matches each key
+    if mask is not None:
+        if mask.dtype == torch.bool:
+            scores = scores.masked_fill(~mask, float("-inf"))  # exp(-inf) = 0: exactly zero weight
+        else:
+            scores = scores + mask.to(scores.dtype)
+    weights = scores.softmax(dim=-1)
+    attended = F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights
+    return attended @ v, weights
+
+
+# --------------------------------------------------------------------------------------------
+# Multi-head attention
+# --------------------------------------------------------------------------------------------
+class MultiHeadAttention(nn.Module):
+    """``MultiHead(Q, K, V) = Concat(head_1..head_h) W^O``, ``head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)``.
+
+    ``d_model`` is split into ``n_heads`` heads of ``d_model // n_heads`` features. ``kdim``/``vdim``
+    are the feature sizes of keys and values when they differ from ``d_model`` (cross-attention to an
+    encoder of another width). ``fused_qkv=True`` keeps one ``(3 d_model, d_model)`` projection
+    (``qkv_proj``, GPT-2's ``c_attn`` and ``nn.MultiheadAttention``'s ``in_proj``) that self-attention
+    applies in one matrix product; otherwise ``q_proj``, ``k_proj``, ``v_proj`` (BERT's
+    ``query``/``key``/``value``). Both layouts load either kind of weights (:meth:`load_qkv`).
+    ``dropout`` drops attention weights in training mode; ``bias`` switches every projection's bias.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, *, dropout: float = 0.0, bias: bool = True,
+                 kdim: int | None = None, vdim: int | None = None, fused_qkv: bool = False):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}: each head gets "
+                             "d_model // n_heads features, so pick n_heads among the divisors of d_model.")
+        self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
+        self.kdim, self.vdim = kdim or d_model, vdim or d_model
+        self.dropout = dropout
+        self.fused_qkv = fused_qkv
+        if fused_qkv:
+            if self.kdim != d_model or self.vdim != d_model:
+                raise ValueError("fused_qkv=True needs kdim = vdim = d_model (one matrix projects all three).")
+            self.qkv_proj = nn.Linear(d_model, 3 * d_model, bias=bias)
+        else:
+            self.q_proj = nn.Linear(d_model, d_model, bias=bias)
+            self.k_proj = nn.Linear(self.kdim, d_model, bias=bias)
+            self.v_proj = nn.Linear(self.vdim, d_model, bias=bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.capture = False  # set by capture_attention(): keep the last weights in self.last_weights
+        self.last_weights: Tensor | None = None
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, n_heads={self.n_heads}, dropout={self.dropout}, fused_qkv={self.fused_qkv}"
+
+    # ---- projections ------------------------------------------------------------------------
+    def _project(self, query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        if not self.fused_qkv:
+            return self.q_proj(query), self.k_proj(key), self.v_proj(value)
+        if query is key and key is value:  # self-attention: one matrix product for q, k and v
+            return self.qkv_proj(query).chunk(3, dim=-1)
+        w, b = self.qkv_proj.weight.chunk(3), (self.qkv_proj.bias.chunk(3) if self.qkv_proj.bias is not None
+                                               else (None, None, None))
+        return F.linear(query, w[0], b[0]), F.linear(key, w[1], b[1]), F.linear(value, w[2], b[2])
+
+    def _split_heads(self, x: Tensor) -> Tensor:  # (batch, time, d_model) -> (batch, heads, time, d_head)
+        return x.unflatten(-1, (self.n_heads, self.d_head)).transpose(1, 2)
+
+    # ---- forward ----------------------------------------------------------------------------
+    def forward(self, query: Tensor, key: Tensor | None = None, value: Tensor | None = None, *,
+                mask: Tensor | None = None, padding_mask: Tensor | None = None, is_causal: bool = False,
+                need_weights: bool = False, average_heads: bool = False) -> tuple[Tensor, Tensor | None]:
+        """Attend from ``query`` to ``key``/``value`` (self-attention when they are omitted).
+
+        Shapes: ``query: (batch, t_q, d_model)``, ``key: (batch, t_k, kdim)``, ``value: (batch, t_k, vdim)``.
+        ``mask``: boolean (True = attend) or float, ``(t_q, t_k)``, ``(batch, t_q, t_k)`` or
+        ``(batch, heads, t_q, t_k)``. ``padding_mask``: ``(batch, t_k)``, True (or 1) at real tokens,
+        like Hugging Face's ``attention_mask``. ``is_causal``: each query sees only keys at or before it.
+
+        Returns ``(output: (batch, t_q, d_model), weights)``: ``weights`` is ``None`` unless
+        ``need_weights`` (then ``(batch, heads, t_q, t_k)``, or ``(batch, t_q, t_k)`` with
+        ``average_heads``). Without weights the fused kernel does the work.
+        """
+        key = query if key is None else key
+        value = key if value is None else value
+        if query.dim() != 3 or key.dim() != 3 or value.dim() != 3:
+            raise ValueError(f"MultiHeadAttention takes batch-first (batch, time, features) tensors; got query "
+                             f"{tuple(query.shape)}, key {tuple(key.shape)}, value {tuple(value.shape)}.")
+        if query.shape[-1] != self.d_model or key.shape[-1] != self.kdim or value.shape[-1] != self.vdim:
+            raise ValueError(f"Feature sizes: expected query/key/value with {self.d_model}/{self.kdim}/{self.vdim} "
+                             f"features, got {query.shape[-1]}/{key.shape[-1]}/{value.shape[-1]}.")
+        if key.shape[:2] != value.shape[:2] or key.shape[0] != query.shape[0]:
+            raise ValueError(f"Batch and time must agree: query {tuple(query.shape)}, key {tuple(key.shape)}, "
+                             f"value {tuple(value.shape)}.")
+        batch, t_q, t_k = query.shape[0], query.shape[1], key.shape[1]
+        q, k, v = (self._split_heads(t) for t in self._project(query, key, value))
+
+        if mask is not None and mask.dim() == 3:
+            mask = mask[:, None]  # (batch, t_q, t_k) -> (batch, 1, t_q, t_k): the same for every head
+        if padding_mask is not None:
+            if padding_mask.shape != (batch, t_k):
+                raise ValueError(f"padding_mask must be (batch, t_k) = {(batch, t_k)}, True at real tokens; got "
+                                 f"{tuple(padding_mask.shape)}.")
+            mask = combine_masks(mask, padding_mask.bool()[:, None, None, :])
+
+        want = need_weights or self.capture
+        out, weights = scaled_dot_product_attention(q, k, v, mask, is_causal=is_causal, need_weights=want,
+                                                    dropout_p=self.dropout if self.training else 0.0)
+        if self.capture:
+            self.last_weights = weights.detach()
+        out = self.out_proj(out.transpose(1, 2).reshape(batch, t_q, self.d_model))
+        if not need_weights:
+            return out, None
+        return out, (weights.mean(dim=1) if average_heads else weights)
+
+    # ---- loading weights ---------------------------------------------------------------------
+    @torch.no_grad()
+    def load_qkv(self, weight: Tensor | Sequence[Tensor], bias: Tensor | Sequence[Tensor] | None = None) -> None:
+        """Load the q/k/v projections, given either fused or separate, whatever this module's layout.
+
+        ``weight``: a ``(3 d_model, d_model)`` tensor (rows: q, then k, then v; ``nn.MultiheadAttention``'s
+        ``in_proj_weight``, GPT-2's ``c_attn.weight.T``) or three ``(d_model, in_features)`` tensors
+        (BERT's ``query``/``key``/``value`` ``.weight``). ``bias`` likewise, or None.
+        """
+        ws = list(weight.chunk(3)) if isinstance(weight, Tensor) else list(weight)
+        bs = None if bias is None else (list(bias.chunk(3)) if isinstance(bias, Tensor) else list(bias))
+        if len(ws) != 3 or (bs is not None and len(bs) != 3):
+            raise ValueError("load_qkv needs the q, k and v weights: one fused (3 d_model, d_model) tensor or three.")
+        if self.fused_qkv:
+            self._copy(self.qkv_proj, torch.cat(ws), None if bs is None else torch.cat(bs))
+        else:
+            for proj, w, b in zip((self.q_proj, self.k_proj, self.v_proj), ws, [None] * 3 if bs is None else bs):
+                self._copy(proj, w, b)
+
+    @torch.no_grad()
+    def load_out(self, weight: Tensor, bias: Tensor | None = None) -> None:
+        """Load the output projection ``W^O``: ``weight (d_model, d_model)`` in ``nn.Linear`` layout."""
+        self._copy(self.out_proj, weight, bias)
+
+    def qkv_weight(self) -> tuple[Tensor, Tensor | None]:
+        """The q/k/v projection as one ``(3 d_model, d_model)`` weight and ``(3 d_model,)`` bias, in either layout."""
+        if self.fused_qkv:
+            return self.qkv_proj.weight, self.qkv_proj.bias
+        projs = (self.q_proj, self.k_proj, self.v_proj)
+        bias = None if self.q_proj.bias is None else torch.cat([p.bias for p in projs])
+        return torch.cat([p.weight for p in projs]), bias
+
+    @staticmethod
+    def _copy(linear: nn.Linear, weight: Tensor, bias: Tensor | None) -> None:
+        if weight.shape != linear.weight.shape:
+            raise ValueError(f"Weight of shape {tuple(weight.shape)} cannot load into {tuple(linear.weight.shape)} "
+                             "(nn.Linear keeps (out_features, in_features); transpose GPT-2's Conv1D weights).")
+        linear.weight.copy_(weight)
+        if (bias is None) != (linear.bias is None):
+            raise ValueError("Bias mismatch: give a bias exactly when the module was built with bias=True.")
+        if bias is not None:
+            linear.bias.copy_(bias)
+
+    @classmethod
+    def from_torch(cls, mha: nn.MultiheadAttention, *, fused_qkv: bool = True) -> "MultiHeadAttention":
+        """A copy of a ``torch.nn.MultiheadAttention`` (with ``batch_first`` or not: ours always is)."""
+        bias = mha.in_proj_bias is not None
+        if mha.bias_k is not None or mha.add_zero_attn:
+            raise ValueError("add_bias_kv and add_zero_attn have no counterpart here.")
+        kdim, vdim = mha.kdim, mha.vdim
+        ours = cls(mha.embed_dim, mha.num_heads, dropout=mha.dropout, bias=bias, kdim=kdim, vdim=vdim,
+                   fused_qkv=fused_qkv and mha._qkv_same_embed_dim)
+        if mha._qkv_same_embed_dim:
+            ours.load_qkv(mha.in_proj_weight, mha.in_proj_bias)
+        else:
+            ours.load_qkv((mha.q_proj_weight, mha.k_proj_weight, mha.v_proj_weight),
+                          None if not bias else mha.in_proj_bias.chunk(3))
+        ours.load_out(mha.out_proj.weight, mha.out_proj.bias)
+        return ours.to(mha.out_proj.weight.device)
+
+
+# --------------------------------------------------------------------------------------------
+# Seeing attention
+# --------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def capture_attention(model: nn.Module) -> Iterator[dict[str, Tensor]]:
+    """Within the block, every :class:`MultiHeadAttention` of ``model`` records its weights.
+
+    Yields a dict that, once the block ends, maps each attention module's name to the weights of
+    its last call, ``(batch, heads, t_q, t_k)`` (detached). Forward passes inside the block take the
+    naive path, which builds the weights.
+
+    >>> with capture_attention(model) as maps:
+    ...     model(x)
+    >>> maps["decoder.cross_attention"].shape
+    """
+    modules = {name: m for name, m in model.named_modules() if isinstance(m, MultiHeadAttention)}
+    if not modules:
+        raise ValueError(f"{type(model).__name__} has no MultiHeadAttention module to capture.")
+    maps: dict[str, Tensor] = {}
+    for m in modules.values():
+        m.capture, m.last_weights = True, None
+    try:
+        yield maps
+    finally:
+        for name, m in modules.items():
+            m.capture = False
+            if m.last_weights is not None:
+                maps[name] = m.last_weights
+            m.last_weights = None
+
+
+def plot_attention(weights: Tensor, keys: Sequence[str] | None = None, queries: Sequence[str] | None = None, *,
+                   ax=None, title: str | None = None, colorbar: bool = True):
+    """Heatmap of one attention matrix ``weights: (t_q, t_k)``: a row per query, a column per key."""
+    import matplotlib.pyplot as plt
+
+    w = torch.as_tensor(weights).detach().float().cpu()
+    if w.dim() != 2:
+        raise ValueError(f"plot_attention draws one (t_q, t_k) matrix; got shape {tuple(w.shape)}: pick an "
+                         "example and a head first, e.g. weights[0, head].")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(0.25 * w.shape[1] + 2.5, 0.25 * w.shape[0] + 1.5))
+    image = ax.imshow(w.numpy(), cmap="viridis", vmin=0.0, vmax=max(float(w.max()), 1e-6), aspect="auto")
+    for labels, set_ticks, set_labels, n in ((keys, ax.set_xticks, ax.set_xticklabels, w.shape[1]),
+                                             (queries, ax.set_yticks, ax.set_yticklabels, w.shape[0])):
+        if labels is not None:
+            if len(labels) != n:
+                raise ValueError(f"{len(labels)} labels for {n} rows/columns of the attention matrix.")
+            set_ticks(range(n))
+            set_labels(list(labels), fontsize=8)
+    ax.set(xlabel="key (attended to)", ylabel="query (attending)")
+    if title:
+        ax.set_title(title, fontsize=10)
+    if colorbar:
+        ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    return ax.figure
+
+
+def attention_explorer(weights: dict[str, Tensor] | Tensor, keys: Sequence[Sequence[str]],
+                       queries: Sequence[Sequence[str]] | None = None):
+    """An ipywidgets explorer: pick an example, a layer and a head; see its weights over the tokens.
+
+    ``weights``: ``{layer name: (batch, heads, t_q, t_k)}`` as :func:`capture_attention` gives, or one
+    ``(batch, heads, t_q, t_k)`` tensor. ``keys[b]`` / ``queries[b]``: the tokens of example ``b``
+    (queries default to the keys: self-attention). Padding beyond an example's tokens is cut off.
+    Returns the widget (display it, or let it be a cell's last line).
+    """
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    layers = weights if isinstance(weights, dict) else {"attention": weights}
+    layers = {name: w.detach().float().cpu() for name, w in layers.items()}
+    queries = keys if queries is None else queries
+    for name, w in layers.items():
+        if w.dim() != 4:
+            raise ValueError(f"Layer {name!r}: expected (batch, heads, t_q, t_k) weights, got {tuple(w.shape)}.")
+        if w.shape[0] < len(keys):
+            raise ValueError(f"Layer {name!r} has {w.shape[0]} examples but {len(keys)} token lists were given.")
+    first = next(iter(layers.values()))
+    example = widgets.IntSlider(value=0, min=0, max=len(keys) - 1, description="example")
+    layer = widgets.Dropdown(options=list(layers), description="layer")
+    head = widgets.Dropdown(options=["mean"] + list(range(first.shape[1])), value=0 if first.shape[1] else "mean",
+                            description="head")
+    out = widgets.Output()
+
+    def draw(*_):
+        w = layers[layer.value][example.value]
+        heads = w.shape[0]
+        head.options = ["mean"] + list(range(heads))
+        matrix = w.mean(0) if head.value == "mean" or head.value >= heads else w[head.value]
+        ks, qs = list(keys[example.value]), list(queries[example.value])
+        matrix = matrix[: len(qs), : len(ks)]
+        with out:
+            out.clear_output(wait=True)
+            fig = plot_attention(matrix, ks, qs, title=f"{layer.value}, head {head.value}, example {example.value}")
+            plt.show(fig)
+
+    for control in (example, layer, head):
+        control.observe(draw, names="value")
+    draw()
+    return widgets.VBox([widgets.HBox([example, layer, head]), out])
+
+
+# --------------------------------------------------------------------------------------------
+# Cost: time and memory against sequence length
+# --------------------------------------------------------------------------------------------
+_MEMORY_PROBE = """
+import json, resource, sys, torch
+from llmcourse.attention import scaled_dot_product_attention
+torch.set_num_threads({threads})
+b, h, t, d, fused = {batch}, {heads}, {t}, {d_head}, {fused}
+q, k, v = (torch.randn(b, h, t, d) for _ in range(3))
+with torch.no_grad():
+    scaled_dot_product_attention(q[..., :8, :], k[..., :8, :], v[..., :8, :], need_weights=not fused)  # warm up
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out, w = scaled_dot_product_attention(q, k, v, is_causal=True, need_weights=not fused, check=False)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps((after - before) * 1024))
+"""
+
+
+def _peak_memory_cpu(t: int, batch: int, heads: int, d_head: int, fused: bool) -> int:
+    """Extra peak resident memory (bytes) of one forward, measured in a fresh Python process."""
+    code = _MEMORY_PROBE.format(threads=torch.get_num_threads(), batch=batch, heads=heads, t=t, d_head=d_head,
+                                fused=fused)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    if done.returncode:
+        raise RuntimeError(f"The memory probe failed: {done.stderr.strip()[-500:]}")
+    return int(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def attention_cost(seq_lens: Sequence[int], *, batch: int = 1, heads: int = 8, d_head: int = 64, repeats: int = 5,
+                   device: torch.device | str = "cpu", memory: bool = True, progress: bool = True) -> list[dict]:
+    """Time (and peak memory) of causal self-attention, naive versus fused, for each sequence length.
+
+    For each ``t`` in ``seq_lens`` and each path (``"naive"``: :func:`scaled_dot_product_attention`
+    returning its weights; ``"fused"``: the same call with ``need_weights=False``, which goes through
+    ``F.scaled_dot_product_attention``) it records the median seconds of ``repeats`` forward passes
+    on ``(batch, heads, t, d_head)`` inputs and, with ``memory``, the extra peak memory in bytes (on
+    CUDA from the allocator; on CPU from the peak resident size of a fresh process). Also records
+    the size of the ``t x t`` weight matrices that the naive path builds.
+    """
+    from tqdm.auto import tqdm
+
+    device = torch.device(device)
+    rows = []
+    for t in tqdm(list(seq_lens), desc="attention cost", disable=not progress):
+        q, k, v = (torch.randn(batch, heads, t, d_head, device=device) for _ in range(3))
+        for path in ("naive", "fused"):
+            fused = path == "fused"
+
+            def run() -> None:
+                with torch.no_grad():
+                    scaled_dot_product_attention(q, k, v, is_causal=True, need_weights=not fused, check=False)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+
+            run()  # warm-up
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                run()
+                times.append(time.perf_counter() - start)
+            row = {"t": t, "path": path, "seconds": statistics.median(times),
+                   "weights_bytes": batch * heads * t * t * 4}
+            if memory:
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                    base = torch.cuda.memory_allocated(device)
+                    run()
+                    row["peak_bytes"] = torch.cuda.max_memory_allocated(device) - base
+                else:
+                    row["peak_bytes"] = _peak_memory_cpu(t, batch, heads, d_head, fused)
+            rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Exercises (notebook 03)
+# --------------------------------------------------------------------------------------------
+def _attention_solution(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    d_k = q.shape[-1]
+    weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(d_k), dim=-1)
+    return weights @ v
+
+
+def _attention_cases() -> list[tuple]:
+    g = torch.Generator().manual_seed(3)
+    shapes = [((1, 3, 4), (1, 3, 4), (1, 3, 4)), ((2, 5, 8), (2, 7, 8), (2, 7, 3)), ((2, 4, 6, 16),) * 3]
+    return [tuple(torch.randn(*s, generator=g) for s in case) for case in shapes]
+
+
+attention_exercise = Exercise(
+    title="scaled dot-product attention",
+    task="""
+    Write `my_attention(q, k, v)` that returns `softmax(q k^T / sqrt(d_k)) v` for batched inputs
+    `q: (..., t_q, d_k)`, `k: (..., t_k, d_k)`, `v: (..., t_k, d_v)`; the result is `(..., t_q, d_v)`.
+    Use only `@`, `.transpose`, `torch.softmax` and `math.sqrt` (no masks, no dropout).
+    """,
+    solution_fn=_attention_solution,
+    cases=_attention_cases(),
+    hint_text="Transpose the last two dimensions of k, divide the scores by sqrt(d_k) where d_k = q.shape[-1], "
+              "take the softmax over the keys (the last dimension), then multiply by v.",
+)
+
+
+def _causal_mask_solution(t: int) -> Tensor:
+    return torch.tril(torch.ones(t, t, dtype=torch.bool))
+
+
+causal_mask_exercise = Exercise(
+    title="a causal mask",
+    task="""
+    Write `my_causal_mask(t)` returning a `(t, t)` boolean tensor that is True where query `i` may
+    attend to key `j`, i.e. where `j <= i` (the course's convention: True = allowed).
+    """,
+    solution_fn=_causal_mask_solution,
+    cases=[(1,), (2,), (5,), (9,)],
+    hint_text="torch.ones(t, t, dtype=torch.bool) and torch.tril (lower triangle, diagonal included).",
+)
