@@ -443,24 +443,26 @@ def attention_explorer(weights: dict[str, Tensor] | Tensor, keys: Sequence[Seque
             raise ValueError(f"Layer {name!r}: expected (batch, heads, t_q, t_k) weights, got {tuple(w.shape)}.")
         if w.shape[0] < len(keys):
             raise ValueError(f"Layer {name!r} has {w.shape[0]} examples but {len(keys)} token lists were given.")
-    first = next(iter(layers.values()))
     example = widgets.IntSlider(value=0, min=0, max=len(keys) - 1, description="example")
     layer = widgets.Dropdown(options=list(layers), description="layer")
-    head = widgets.Dropdown(options=["mean"] + list(range(first.shape[1])), value=0 if first.shape[1] else "mean",
-                            description="head")
+    n_heads = max(w.shape[1] for w in layers.values())
+    head = widgets.Dropdown(options=["mean"] + list(range(n_heads)), value=0, description="head")
     out = widgets.Output()
 
     def draw(*_):
+        from IPython.display import display
+
         w = layers[layer.value][example.value]
-        heads = w.shape[0]
-        head.options = ["mean"] + list(range(heads))
-        matrix = w.mean(0) if head.value == "mean" or head.value >= heads else w[head.value]
+        use_mean = head.value == "mean" or head.value >= w.shape[0]  # layers may differ in their number of heads
+        matrix = w.mean(0) if use_mean else w[head.value]
         ks, qs = list(keys[example.value]), list(queries[example.value])
         matrix = matrix[: len(qs), : len(ks)]
         with out:
             out.clear_output(wait=True)
-            fig = plot_attention(matrix, ks, qs, title=f"{layer.value}, head {head.value}, example {example.value}")
-            plt.show(fig)
+            fig = plot_attention(matrix, ks, qs, title=f"{layer.value}, head {'mean' if use_mean else head.value}, "
+                                                       f"example {example.value}")
+            display(fig)
+            plt.close(fig)
 
     for control in (example, layer, head):
         control.observe(draw, names="value")
@@ -472,17 +474,32 @@ def attention_explorer(weights: dict[str, Tensor] | Tensor, keys: Sequence[Seque
 # Cost: time and memory against sequence length
 # --------------------------------------------------------------------------------------------
 _MEMORY_PROBE = """
-import json, resource, sys, torch
+import json, resource, torch
 from llmcourse.attention import scaled_dot_product_attention
+
+def rss(field):  # resident memory in bytes from /proc (Linux); None elsewhere
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field))
+    except (OSError, StopIteration):
+        return None
+
 torch.set_num_threads({threads})
 b, h, t, d, fused = {batch}, {heads}, {t}, {d_head}, {fused}
 q, k, v = (torch.randn(b, h, t, d) for _ in range(3))
 with torch.no_grad():
     scaled_dot_product_attention(q[..., :8, :], k[..., :8, :], v[..., :8, :], need_weights=not fused)  # warm up
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:  # reset the peak ("high water mark") so that it measures this call only
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        before = rss("VmRSS:")
+    except OSError:
+        before = None
+    if before is None:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     out, w = scaled_dot_product_attention(q, k, v, is_causal=True, need_weights=not fused, check=False)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps((after - before) * 1024))
+    peak = rss("VmHWM:") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps(max(peak - before, 0)))
 """
 
 

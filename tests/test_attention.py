@@ -317,7 +317,16 @@ def test_seq2seq_teacher_forcing_matches_step_by_step_decoding(attention):
     assert model.generate(source, max_len=6).shape == (2, 6)
 
 
-def test_seq2seq_with_attention_learns_reversal_with_the_shared_loop():
+@pytest.fixture
+def one_thread():
+    """Tiny models train faster on one thread than on two that fight over a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_seq2seq_with_attention_learns_reversal_with_the_shared_loop(one_thread):
     seed_everything(0)
     task = ReversalTask(n_symbols=6, min_len=3, max_len=6)
     model = Seq2Seq(Seq2SeqConfig(task.vocab_size, d_embed=16, d_hidden=32, attention=True))
