@@ -143,14 +143,14 @@ def describe() -> dict[str, str]:
     return info
 
 
-def notebook_setup(seed: int = 0) -> dict[str, str]:
+def notebook_setup(seed: int = 0) -> None:
     """The first cell of every notebook: seed everything, make figures small and sharp, and say
     which device and mode this run uses."""
     import matplotlib.pyplot as plt
 
     seed_everything(seed)
     plt.rcParams.update({"figure.dpi": 80, "savefig.dpi": 80, "figure.figsize": (6.4, 4.0)})
-    return describe()
+    describe()
 
 
 def machine(device: torch.device | None = None) -> str:

@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""Set up the course and open it, or test it: the README's two commands.
+
+    python3 course.py lab     # create .venv, install the course, open JupyterLab on notebooks/
+    python3 course.py test    # create the same .venv, run the unit tests and every notebook (nbval)
+
+Only Python 3.10+ and pip are needed. The environment lives in .venv beside this file and is
+reused by later runs. torch is installed first and pinned (``torch==2.13.0``, or
+``$LLMCOURSE_TORCH``) so that pip never picks a different build by itself; a torch that the
+Python running this script already has (Colab, a conda environment) is kept instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+TORCH = os.environ.get("LLMCOURSE_TORCH", "torch==2.13.0")
+
+
+def venv_python() -> Path:
+    return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def run(*cmd: str | os.PathLike, env: dict | None = None) -> None:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    subprocess.run([str(c) for c in cmd], check=True, cwd=ROOT, env=env)
+
+
+def has_torch(python: str | os.PathLike) -> bool:
+    probe = subprocess.run([str(python), "-c", "import torch"], capture_output=True)
+    return probe.returncode == 0
+
+
+def setup() -> Path:
+    """Create (or update) .venv with the course installed, its test tools included."""
+    start = time.perf_counter()
+    python = venv_python()
+    if not python.exists():
+        keep_torch = has_torch(sys.executable)
+        args = ["--system-site-packages"] if keep_torch else []
+        if keep_torch:
+            print("A torch is already installed for this Python: the environment keeps it.")
+        run(sys.executable, "-m", "venv", *args, VENV)
+    if not has_torch(python):
+        # Alone and first, so that no dependency's looser requirement chooses the torch build.
+        run(python, "-m", "pip", "install", TORCH)
+    run(python, "-m", "pip", "install", "-e", ".[dev]")
+    print(f"Environment ready in {time.perf_counter() - start:.0f} s: {VENV}", flush=True)
+    return python
+
+
+def lab(extra: list[str]) -> None:
+    python = setup()
+    os.execv(str(python), [str(python), "-m", "jupyterlab", f"--notebook-dir={ROOT / 'notebooks'}", *extra])
+
+
+def test(extra: list[str]) -> int:
+    python = setup()
+    env = dict(os.environ)
+    env.setdefault("LLMCOURSE_QUICK", "1")  # notebooks in quick mode unless LLMCOURSE_QUICK=0 is set
+    mode = "quick" if env["LLMCOURSE_QUICK"] not in {"0", "false", "no", "off", ""} else "full"
+    print(f"Running the unit tests and every notebook (nbval, {mode} mode).", flush=True)
+    cmd = [str(python), "-m", "pytest", "tests", "notebooks", "--nbval-lax", "--nbval-current-env", *extra]
+    print("+", " ".join(cmd), flush=True)
+    return subprocess.run(cmd, cwd=ROOT, env=env).returncode
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["lab", "test", "setup"],
+                        help="lab: set up and open JupyterLab; test: set up and run all tests; setup: only set up")
+    args, extra = parser.parse_known_args()
+    if args.command == "setup":
+        setup()
+        return 0
+    if args.command == "lab":
+        lab(extra)
+        return 0
+    return test(extra)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
