@@ -27,11 +27,15 @@ def main() -> None:
     parser.add_argument("--lengths", type=int, nargs="+", default=[256, 512, 1024, 2048, 4096])
     parser.add_argument("--heads", type=int, default=8)
     parser.add_argument("--d-head", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads (default 1: steadier figures on a shared machine); 0 = PyTorch's default")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "attention.json"))
     args = parser.parse_args()
 
     device = get_device()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rows = attention_cost(args.lengths, batch=1, heads=args.heads, d_head=args.d_head, repeats=args.repeats,
                           device=device)
     print(f"{'t':>6} {'path':>6} {'ms':>10} {'peak MiB':>10} {'t x t weights MiB':>18}")
@@ -52,7 +56,7 @@ def main() -> None:
         "machine": machine(device),
         "threads": torch.get_num_threads(),
         "setup": {"batch": 1, "heads": args.heads, "d_head": args.d_head, "causal": True, "dtype": "float32",
-                  "grad": False, "repeats": args.repeats, "statistic": "median seconds",
+                  "grad": False, "repeats": args.repeats, "statistic": "seconds: best of repeats; median_seconds: median",
                   "memory": "extra peak resident memory of a fresh process (CPU) or allocator peak (CUDA)"},
         "rows": rows,
         "summary": {str(t): s for t, s in summary.items()},

@@ -519,8 +519,9 @@ def attention_cost(seq_lens: Sequence[int], *, batch: int = 1, heads: int = 8, d
 
     For each ``t`` in ``seq_lens`` and each path (``"naive"``: :func:`scaled_dot_product_attention`
     returning its weights; ``"fused"``: the same call with ``need_weights=False``, which goes through
-    ``F.scaled_dot_product_attention``) it records the median seconds of ``repeats`` forward passes
-    on ``(batch, heads, t, d_head)`` inputs and, with ``memory``, the extra peak memory in bytes (on
+    ``F.scaled_dot_product_attention``) it records the best (``seconds``) and the median time of
+    ``repeats`` forward passes on ``(batch, heads, t, d_head)`` float32 inputs (the best is the least
+    disturbed by other programs) and, with ``memory``, the extra peak memory in bytes (on
     CUDA from the allocator; on CPU from the peak resident size of a fresh process). Also records
     the size of the ``t x t`` weight matrices that the naive path builds.
     """
@@ -545,7 +546,7 @@ def attention_cost(seq_lens: Sequence[int], *, batch: int = 1, heads: int = 8, d
                 start = time.perf_counter()
                 run()
                 times.append(time.perf_counter() - start)
-            row = {"t": t, "path": path, "seconds": statistics.median(times),
+            row = {"t": t, "path": path, "seconds": min(times), "median_seconds": statistics.median(times),
                    "weights_bytes": batch * heads * t * t * 4}
             if memory:
                 if device.type == "cuda":
