@@ -1,0 +1,170 @@
+"""Decoding: turning a language model's next-token distribution into text (notebooks 02 and 04).
+
+One next-token step is :func:`sample_next`: logits ``(batch, vocab)`` → ids ``(batch,)``, by greedy
+choice (``temperature=0``), or by sampling after temperature scaling and optional top-k / top-p
+(nucleus) filtering. :func:`generate` runs any course model on a prompt:
+
+* a *stateful* model (``model.stateful = True``, like :class:`llmcourse.rnn.RNNLM`) reads the prompt
+  once and then one new token per step, carrying its recurrent state;
+* a *stateless* model (a Transformer) re-reads a window of the most recent ``max_context`` ids at
+  every step (a sliding window: the model cannot see further back than its context length).
+
+A model whose output is not logits exposes ``log_probs(output)`` (the RNN's adaptive softmax does);
+otherwise the output is taken as logits. Taught in notebook 02; reused unchanged in notebook 04.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "greedy",
+    "apply_temperature",
+    "top_k_filter",
+    "top_p_filter",
+    "sample_next",
+    "generate",
+    "generate_text",
+]
+
+
+def _check_logits(logits: Tensor) -> None:
+    if logits.dim() != 2:
+        raise ValueError(f"Decoding expects next-token logits of shape (batch, vocab), got {tuple(logits.shape)}; "
+                         "take the last time step with logits[:, -1].")
+
+
+def greedy(logits: Tensor) -> Tensor:
+    """The most likely next token of each row: ``(batch, vocab)`` → ``(batch,)``."""
+    _check_logits(logits)
+    return logits.argmax(dim=-1)
+
+
+def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
+    """Divide logits by ``temperature``: below 1 sharpens the distribution, above 1 flattens it."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive (use greedy() for temperature 0), got {temperature}.")
+    return logits / temperature
+
+
+def top_k_filter(logits: Tensor, k: int) -> Tensor:
+    """Keep the ``k`` largest logits of each row, set the others to ``-inf`` (ties at the k-th value kept)."""
+    _check_logits(logits)
+    if k < 1:
+        raise ValueError(f"top_k must be at least 1, got {k}.")
+    if k >= logits.size(-1):
+        return logits
+    kth = torch.topk(logits, k, dim=-1).values[:, -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def top_p_filter(logits: Tensor, p: float) -> Tensor:
+    """Nucleus filtering: keep the smallest set of most likely tokens whose probabilities add up to at
+    least ``p``, set the others to ``-inf``. The most likely token is always kept."""
+    _check_logits(logits)
+    if not 0 < p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {p}.")
+    if p >= 1:
+        return logits
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+    # drop a token when the tokens before it already reach p
+    drop_sorted = (cumulative - sorted_logits.softmax(dim=-1)) >= p
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                generator: torch.Generator | None = None) -> Tensor:
+    """The next token of each row: ``(batch, vocab)`` logits (or log-probabilities) → ``(batch,)`` ids.
+
+    ``temperature=0`` is greedy decoding; otherwise temperature, then top-k, then top-p, then a draw.
+    """
+    _check_logits(logits)
+    if temperature == 0:
+        return greedy(logits)
+    logits = apply_temperature(logits.float(), temperature)
+    if top_k is not None:
+        logits = top_k_filter(logits, top_k)
+    if top_p is not None:
+        logits = top_p_filter(logits, top_p)
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def _next_logits(model: nn.Module, output: Tensor) -> Tensor:
+    """The last position's scores from a model's output ``(batch, time, ...)``."""
+    last = output[:, -1]
+    if hasattr(model, "log_probs"):
+        return model.log_probs(last)
+    return last
+
+
+@torch.no_grad()
+def generate(model: nn.Module, prompt: Tensor, max_new_tokens: int, *, temperature: float = 1.0,
+             top_k: int | None = None, top_p: float | None = None, max_context: int | None = None,
+             eos_id: int | None = None, generator: torch.Generator | None = None) -> Tensor:
+    """Continue ``prompt`` (ids ``(time,)`` or ``(batch, time)``) by ``max_new_tokens`` tokens.
+
+    Returns the prompt and its continuation, ``(batch, time + new)`` (or ``(time + new,)`` for a 1-D
+    prompt). Stateful models read each token once and carry their state; stateless models re-read the
+    last ``max_context`` ids at every step (default: ``model.max_context`` if the model has it, else the
+    whole sequence). With ``eos_id``, generation stops once every row has produced it. The model is put
+    in eval mode (no dropout) and restored afterwards.
+    """
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}.")
+    squeeze = prompt.dim() == 1
+    ids = prompt.unsqueeze(0) if squeeze else prompt
+    if ids.dim() != 2 or ids.size(1) == 0:
+        raise ValueError(f"The prompt must hold at least one id, shape (time,) or (batch, time); got {tuple(prompt.shape)}.")
+    if max_context is None:
+        max_context = getattr(model, "max_context", None)
+    if max_context is not None and max_context < 1:
+        raise ValueError(f"max_context must be at least 1, got {max_context}.")
+    try:
+        device = next(model.parameters()).device
+    except StopIteration:
+        device = ids.device
+    ids = ids.to(device)
+    stateful = getattr(model, "stateful", False)
+    was_training = model.training
+    model.eval()
+    try:
+        state, finished = None, torch.zeros(ids.size(0), dtype=torch.bool, device=device)
+        feed = ids if max_context is None else ids[:, -max_context:]
+        for _ in range(max_new_tokens):
+            if stateful:
+                output, state = model(feed, state)
+            else:
+                output = model(feed)
+            next_id = sample_next(_next_logits(model, output), temperature, top_k, top_p, generator).to(device)
+            if eos_id is not None:
+                next_id = next_id.masked_fill(finished, eos_id)
+                finished |= next_id == eos_id
+            ids = torch.cat([ids, next_id[:, None]], dim=1)
+            if eos_id is not None and bool(finished.all()):
+                break
+            # a stateful model has the past in its state: it only needs the new token
+            feed = next_id[:, None] if stateful else (ids if max_context is None else ids[:, -max_context:])
+    finally:
+        model.train(was_training)
+    return ids[0] if squeeze else ids
+
+
+def generate_text(model: nn.Module, vocab, prompt: str | Sequence[str], max_new_tokens: int = 50, *,
+                  eos_as_newline: bool = True, **kwargs) -> str:
+    """Words in, words out: split ``prompt`` on white space, look the words up in ``vocab`` (unknown
+    words become ``<unk>``), :func:`generate`, and join the words back (``<eos>`` as a line break).
+    Keyword arguments go to :func:`generate` (``temperature``, ``top_k``, ``top_p``, ``generator``, ...)."""
+    words = prompt.split() if isinstance(prompt, str) else list(prompt)
+    if not words:
+        raise ValueError("The prompt is empty: give at least one word (for instance '<eos>').")
+    ids = torch.tensor(vocab(words), dtype=torch.long)
+    out = generate(model, ids, max_new_tokens, **kwargs).tolist()
+    tokens = vocab.lookup_tokens(out)
+    text = " ".join(tokens)
+    return text.replace(" <eos> ", "\n").replace(" <eos>", "\n") if eos_as_newline else text
