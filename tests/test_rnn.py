@@ -124,8 +124,17 @@ def _stream(n=6000, vocab=40, seed=0):
     return ids
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny matrices: extra threads only add overhead (and contention on a shared machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("adaptive", [False, True])
-def test_few_steps_of_training_lower_the_loss_repeatably(adaptive):
+def test_few_steps_of_training_lower_the_loss_repeatably(adaptive, one_thread):
     ids = _stream()
     data = lambda: BPTTIterator(batchify(ids, 8), 20)  # noqa: E731
     results = []
