@@ -29,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 from typing import Iterator, Sequence
 
 import torch
@@ -162,6 +163,23 @@ def has_fused_attention() -> bool:
     return hasattr(F, "scaled_dot_product_attention")
 
 
+_FUSED_FAILED: set[str] = set()
+
+
+def _fused_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float, scale: float | None,
+                     is_causal: bool = False) -> Tensor | None:
+    """PyTorch's fused kernel, or None (and a warning, once per reason) where it cannot run this input."""
+    try:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal,
+                                              scale=scale)
+    except RuntimeError as exc:  # e.g. a dtype or device this build's kernels do not support
+        reason = f"{q.device.type}/{q.dtype}: {exc}"
+        if reason not in _FUSED_FAILED:
+            _FUSED_FAILED.add(reason)
+            warnings.warn(f"The fused attention kernel failed ({reason}); using the naive path instead.")
+        return None
+
+
 def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, *,
                                  is_causal: bool = False, dropout_p: float = 0.0, scale: float | None = None,
                                  need_weights: bool = True, check: bool = True) -> tuple[Tensor, Tensor | None]:
@@ -184,14 +202,18 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor |
     fused = not need_weights and has_fused_attention()
     if is_causal:
         if fused and mask is None and t_q == t_k:  # the kernel's own causal mask (never materialised)
-            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, scale=scale), None
+            out = _fused_attention(q, k, v, None, dropout_p, scale, is_causal=True)
+            if out is not None:
+                return out, None
         mask = combine_masks(causal_mask(t_q, t_k, device=q.device), mask)
     if check and mask is not None:
         _check_rows(mask)
     if fused:
         if mask is not None and mask.is_floating_point():
             mask = mask.to(q.dtype)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, scale=scale), None
+        out = _fused_attention(q, k, v, mask, dropout_p, scale)
+        if out is not None:
+            return out, None
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     scores = (q @ k.transpose(-2, -1)) * scale  # (..., t_q, t_k): how well each query matches each key
     if mask is not None:
@@ -201,7 +223,7 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor |
             scores = scores + mask.to(scores.dtype)
     weights = scores.softmax(dim=-1)
     attended = F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights
-    return attended @ v, weights
+    return attended @ v, (weights if need_weights else None)
 
 
 # --------------------------------------------------------------------------------------------

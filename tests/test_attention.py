@@ -52,6 +52,20 @@ def test_naive_and_fused_paths_agree(kind):
     torch.testing.assert_close(naive, fused, atol=ATOL, rtol=1e-5)
 
 
+def test_falls_back_to_the_naive_path_where_the_fused_kernel_fails(monkeypatch):
+    q, k, v = _qkv(tq=6, tk=6)
+    expected, _ = scaled_dot_product_attention(q, k, v, is_causal=True)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no kernel for this input")
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", broken)
+    with pytest.warns(UserWarning, match="naive path"):
+        out, w = scaled_dot_product_attention(q, k, v, is_causal=True, need_weights=False)
+    assert w is None
+    torch.testing.assert_close(out, expected)
+
+
 def test_masked_positions_get_exactly_zero_weight():
     q, k, v = _qkv(tq=6, tk=6)
     _, w = scaled_dot_product_attention(q, k, v, is_causal=True)
