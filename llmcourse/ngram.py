@@ -57,6 +57,7 @@ from .text import Vocab, build_vocab_from_iterator
 
 __all__ = [
     "SMOOTHINGS",
+    "FALLBACK_DISCOUNTS",
     "NGramConfig",
     "NGramLM",
     "mkn_discounts",
@@ -116,14 +117,26 @@ class NGramConfig:
         return lambdas
 
 
-def mkn_discounts(adjusted_counts: np.ndarray) -> tuple[float, float, float]:
+#: KenLM's ``lmplz --discount_fallback`` defaults, for an order whose counts-of-counts cannot give
+#: discounts (WikiText-2's unigrams: every word of its vocabulary occurs at least 3 times).
+FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
+
+
+def mkn_discounts(adjusted_counts: np.ndarray,
+                  fallback: tuple[float, float, float] | None = FALLBACK_DISCOUNTS) -> tuple[float, float, float]:
     """Chen & Goodman's three discounts ``D1, D2, D3+`` from the counts-of-counts ``n1..n4`` of one
-    order's (adjusted) counts: ``Y = n1 / (n1 + 2 n2)``, ``D_j = j - (j + 1) Y n_{j+1} / n_j``."""
+    order's (adjusted) counts: ``Y = n1 / (n1 + 2 n2)``, ``D_j = j - (j + 1) Y n_{j+1} / n_j``.
+
+    Without n-grams seen once or twice the formula has no answer: ``fallback`` is used instead (as
+    KenLM's ``--discount_fallback``), or a ``ValueError`` is raised if ``fallback`` is None.
+    """
     n = np.bincount(np.minimum(adjusted_counts, 5).astype(np.int64), minlength=6)
     if n[1] == 0 or n[2] == 0:
+        if fallback is not None:
+            return tuple(float(d) for d in fallback)
         raise ValueError("Modified Kneser-Ney needs n-grams seen once and twice at every order to estimate "
-                         f"its discounts (got n1={n[1]}, n2={n[2]}); fit on more text or use smoothing='kn' "
-                         "with a fixed discount.")
+                         f"its discounts (got n1={n[1]}, n2={n[2]}); fit on more text, pass fallback "
+                         "discounts, or use smoothing='kn' with a fixed discount.")
     y = n[1] / (n[1] + 2 * n[2])
     out = []
     for j in (1, 2, 3):
@@ -268,6 +281,10 @@ class NGramLM:
         if self.bos in ids:  # a new line started: nothing before it counts
             ids = ids[len(ids) - 1 - ids[::-1].index(self.bos):]
         return ids[len(ids) - (order - 1):] if order > 1 else []
+
+    def context_tokens(self, context, order: int | None = None) -> list[str]:
+        """The part of ``context`` the model will use at this ``order`` (unknown words as ``<unk>``)."""
+        return [BOS if i == self.bos else self._itos[i] for i in self._context_ids(context, order)]
 
     def _check_order(self, order: int | None) -> int:
         if order is None:

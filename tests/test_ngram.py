@@ -197,7 +197,15 @@ def test_mkn_discounts_formula():
     y = 10 / (10 + 8)
     assert mkn_discounts(counts) == pytest.approx((1 - 2 * y * 4 / 10, 2 - 3 * y * 2 / 4, 3 - 4 * y * 1 / 2))
     with pytest.raises(ValueError, match="seen once and twice"):
-        mkn_discounts(np.array([1, 1, 3]))
+        mkn_discounts(np.array([1, 1, 3]), fallback=None)
+    assert mkn_discounts(np.array([3, 4, 8])) == (0.5, 1.0, 1.5)  # KenLM's --discount_fallback
+
+
+def test_mkn_unigram_model_without_singletons_uses_fallback_discounts():
+    lines = [["a", "b", "<eos>"]] * 3 + [["b", "a", "<eos>"]] * 2
+    lm = NGramLM.fit(lines, order=1, smoothing="mkn")
+    assert lm.stats["discounts"] == [(0.5, 1.0, 1.5)]
+    assert lm.next_word_probs([]).sum() == pytest.approx(1.0)
 
 
 def test_matches_nltk_kneser_ney_interpolated():
@@ -296,6 +304,9 @@ def test_clear_errors():
     # the empty context is the context-free distribution
     assert lm.prob("the", []) == lm.prob("the", None) == lm.prob("the", "")
     # a context longer than the order keeps its last order - 1 words
+    assert lm.context_tokens(["a", "b", "on", "the"]) == ["on", "the"]
+    assert lm.context_tokens(["mat", "<s>", "zebra"]) == ["<s>", "<unk>"]
+    assert lm.context_tokens(["on", "the"], order=1) == []
     assert lm.prob("mat", ["a", "b", "on", "the"]) == lm.prob("mat", ["on", "the"])
 
 
