@@ -58,6 +58,9 @@ def setup() -> Path:
 
 def lab(extra: list[str]) -> None:
     python = setup()
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in extra:
+        print("Running as root (a container or a cloud machine): JupyterLab needs --allow-root there.")
+        extra = ["--allow-root", *extra]
     os.execv(str(python), [str(python), "-m", "jupyterlab", f"--notebook-dir={ROOT / 'notebooks'}", *extra])
 
 
