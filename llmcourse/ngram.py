@@ -280,7 +280,7 @@ class NGramLM:
         ids = [self._word_id(t) for t in context]
         if self.bos in ids:  # a new line started: nothing before it counts
             ids = ids[len(ids) - 1 - ids[::-1].index(self.bos):]
-        return ids[len(ids) - (order - 1):] if order > 1 else []
+        return ids[max(0, len(ids) - (order - 1)):] if order > 1 else []
 
     def context_tokens(self, context, order: int | None = None) -> list[str]:
         """The part of ``context`` the model will use at this ``order`` (unknown words as ``<unk>``)."""

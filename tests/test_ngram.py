@@ -307,6 +307,12 @@ def test_clear_errors():
     assert lm.context_tokens(["a", "b", "on", "the"]) == ["on", "the"]
     assert lm.context_tokens(["mat", "<s>", "zebra"]) == ["<s>", "<unk>"]
     assert lm.context_tokens(["on", "the"], order=1) == []
+    five = _fit("mkn", 5)  # a context shorter than order - 1 is used whole
+    assert five.context_tokens(["the", "cat", "sat"]) == ["the", "cat", "sat"]
+    assert five.context_tokens(["a", "the", "cat", "sat", "on"]) == ["the", "cat", "sat", "on"]
+    line = [BOS, "the", "cat", "sat", "on"]
+    for i in range(1, len(line)):  # one query at a time equals the vectorised scorer, whatever the length
+        assert five.prob(line[i], line[:i]) == pytest.approx(math.exp(five.token_log_probs([line[1:]])[i - 1]))
     assert lm.prob("mat", ["a", "b", "on", "the"]) == lm.prob("mat", ["on", "the"])
 
 
