@@ -1,0 +1,468 @@
+"""A GPT-style Transformer language model (notebook 04), and its way into Hugging Face ``transformers``.
+
+The notebook assembles a decoder-only Transformer from the attention of notebook 03
+(:class:`llmcourse.attention.MultiHeadAttention`, the one place attention lives):
+
+* token embeddings plus positions, learned (GPT-2) or sinusoidal (:func:`sinusoidal_encoding`,
+  "Attention is all you need"), because attention alone does not know the order of its inputs;
+* :class:`TransformerBlock`: pre-LN, ``x + Attention(LN(x))`` then ``x + FFN(LN(x))``, with causal
+  multi-head self-attention, a position-wise feed-forward network with GELU (the tanh approximation
+  GPT-2 uses) and dropout on the residual branches;
+* :class:`TransformerLM`: the blocks, a final layer norm and an output layer tied to the embedding.
+
+It is trained with the course's shared loop (:func:`llmcourse.training.train`), decoded with the
+shared helpers (:func:`llmcourse.decoding.generate`, which slides a window of ``max_context`` ids),
+and, being weight for weight a GPT-2, exported to ``transformers.GPT2LMHeadModel`` with
+:func:`to_gpt2` (and back with :func:`from_gpt2`). :func:`wikitext2_recipe` holds the sizes that
+notebook 04 and ``benchmarks/transformer_lm.py`` train on WikiText-2.
+
+Shapes are batch first: ids ``(batch, time)``, hidden states ``(batch, time, d_model)``, logits
+``(batch, time, vocab)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .attention import MultiHeadAttention
+from .exercises import Exercise
+from .training import TrainConfig
+
+__all__ = [
+    "sinusoidal_encoding",
+    "TransformerConfig",
+    "FeedForward",
+    "TransformerBlock",
+    "TransformerLM",
+    "parameter_counts",
+    "model_flops_per_token",
+    "to_gpt2",
+    "from_gpt2",
+    "Recipe",
+    "wikitext2_recipe",
+    "causal_attention_exercise",
+    "top_k_exercise",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Positions
+# --------------------------------------------------------------------------------------------
+def sinusoidal_encoding(max_len: int, d_model: int) -> Tensor:
+    """The fixed positional encoding of Vaswani et al. (2017): ``(max_len, d_model)``.
+
+    ``PE[pos, 2i] = sin(pos / 10000^(2i/d))`` and ``PE[pos, 2i+1] = cos(pos / 10000^(2i/d))``: each pair
+    of features is a clock turning at its own speed, from one turn every 2π positions down to one turn
+    every 10000·2π. Added to the token embeddings (notebook 04).
+    """
+    if max_len < 1 or d_model < 2 or d_model % 2:
+        raise ValueError(f"sinusoidal_encoding({max_len}, {d_model}): max_len must be >= 1 and d_model even.")
+    position = torch.arange(max_len, dtype=torch.float32)[:, None]  # (max_len, 1)
+    inv_freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
+    pe = torch.zeros(max_len, d_model)
+    pe[:, 0::2] = torch.sin(position * inv_freq)
+    pe[:, 1::2] = torch.cos(position * inv_freq)
+    return pe
+
+
+# --------------------------------------------------------------------------------------------
+# The model
+# --------------------------------------------------------------------------------------------
+@dataclass
+class TransformerConfig:
+    """The whole :class:`TransformerLM` in one line (nanoGPT's ``GPTConfig``, GPT-2's sizes by other names).
+
+    ``max_context`` is the longest input the model reads (GPT-2's ``n_positions``). ``d_ff`` defaults to
+    ``4 * d_model``. ``dropout`` acts on the embeddings and on each residual branch, ``attn_dropout``
+    on the attention weights. ``positional``: ``"learned"`` (GPT-2, exportable as is) or ``"sinusoidal"``
+    (fixed, for teaching; exported as a frozen copy of the table). ``causal=False`` removes the causal
+    mask: only to show the bug in notebook 04, never to train a language model.
+    """
+
+    vocab_size: int
+    max_context: int = 128
+    d_model: int = 256
+    n_layers: int = 4
+    n_heads: int = 4
+    d_ff: int | None = None
+    dropout: float = 0.1
+    attn_dropout: float = 0.1
+    positional: str = "learned"
+    tie_weights: bool = True
+    layer_norm_eps: float = 1e-5
+    init_std: float = 0.02
+    causal: bool = True
+
+    def __post_init__(self) -> None:
+        if self.d_ff is None:
+            self.d_ff = 4 * self.d_model
+        if self.positional not in {"learned", "sinusoidal"}:
+            raise ValueError(f"positional={self.positional!r}: choose 'learned' or 'sinusoidal'.")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}: each head gets "
+                             "d_model // n_heads features, so pick n_heads among the divisors of d_model.")
+        if self.positional == "sinusoidal" and self.d_model % 2:
+            raise ValueError(f"Sinusoidal positions pair sines and cosines: d_model={self.d_model} must be even.")
+        for name in ("vocab_size", "max_context", "d_model", "n_layers", "n_heads", "d_ff"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        for name in ("dropout", "attn_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}.")
+
+
+class FeedForward(nn.Module):
+    """The position-wise feed-forward network: ``Linear(d, d_ff) → GELU → Linear(d_ff, d) → dropout``.
+
+    The same two-layer network is applied to every position on its own (GPT-2's ``mlp``: ``c_fc``,
+    ``gelu_new`` = GELU with the tanh approximation, ``c_proj``). ``(..., d_model) → (..., d_model)``.
+    """
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0):
+        super().__init__()
+        self.fc = nn.Linear(d_model, d_ff)
+        self.act = nn.GELU(approximate="tanh")
+        self.proj = nn.Linear(d_ff, d_model)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.drop(self.proj(self.act(self.fc(x))))
+
+
+class TransformerBlock(nn.Module):
+    """One pre-LN decoder block: ``x = x + Dropout(Attention(LN1(x)))``, then ``x = x + FFN(LN2(x))``.
+
+    Pre-LN (layer norm *inside* each residual branch, as in GPT-2) keeps an untouched identity path
+    from the input to the output of the whole stack, so the gradients stay well scaled and training
+    needs little warm-up; post-LN (the original Transformer) normalises after each addition.
+    The attention is :class:`llmcourse.attention.MultiHeadAttention` with one fused q/k/v projection
+    (GPT-2's ``c_attn``), causal unless ``config.causal`` is False. ``(batch, time, d_model)`` in and out.
+    """
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        c = config
+        self.causal = c.causal
+        self.ln1 = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
+        self.attn = MultiHeadAttention(c.d_model, c.n_heads, dropout=c.attn_dropout, fused_qkv=True)
+        self.drop = nn.Dropout(c.dropout)
+        self.ln2 = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
+        self.ff = FeedForward(c.d_model, c.d_ff, c.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        attended, _ = self.attn(self.ln1(x), is_causal=self.causal)
+        x = x + self.drop(attended)
+        return x + self.ff(self.ln2(x))
+
+
+class TransformerLM(nn.Module):
+    """A decoder-only (GPT-style) Transformer language model (notebook 04).
+
+    ``forward(x)``: ids ``(batch, time)`` with ``time <= config.max_context`` → logits
+    ``(batch, time, vocab)``; position ``t``'s logits score the token at ``t + 1`` and depend only on
+    ``x[:, :t+1]``. Token embedding + position → dropout → ``n_layers`` :class:`TransformerBlock` →
+    final layer norm → output layer (sharing the embedding matrix when ``tie_weights``).
+    ``max_context`` tells :func:`llmcourse.decoding.generate` how wide a window to slide.
+    """
+
+    config_class = TransformerConfig
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.config = c = config
+        self.tok_embed = nn.Embedding(c.vocab_size, c.d_model)
+        if c.positional == "learned":
+            self.pos_embed = nn.Embedding(c.max_context, c.d_model)
+        else:  # a buffer: fixed, saved with the weights, never trained
+            self.register_buffer("pos_table", sinusoidal_encoding(c.max_context, c.d_model))
+        self.drop = nn.Dropout(c.dropout)
+        self.blocks = nn.ModuleList(TransformerBlock(c) for _ in range(c.n_layers))
+        self.ln_f = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
+        self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        self.apply(self._init_module)
+        # GPT-2's scheme: the projections that write into the residual stream start smaller, by
+        # 1/sqrt(2 * n_layers), so that the sum of 2 * n_layers branches keeps a unit scale.
+        for block in self.blocks:
+            for proj in (block.attn.out_proj, block.ff.proj):
+                nn.init.normal_(proj.weight, std=c.init_std / math.sqrt(2 * c.n_layers))
+        if c.tie_weights:
+            self.lm_head.weight = self.tok_embed.weight  # one (vocab, d_model) matrix, in and out
+
+    def _init_module(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=self.config.init_std)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    @property
+    def max_context(self) -> int:
+        return self.config.max_context
+
+    def positions(self, t: int, device: torch.device | None = None) -> Tensor:
+        """The position vectors added to the first ``t`` token embeddings: ``(t, d_model)``."""
+        if self.config.positional == "learned":
+            return self.pos_embed(torch.arange(t, device=device or self.pos_embed.weight.device))
+        return self.pos_table[:t]
+
+    def hidden_states(self, x: Tensor) -> Tensor:
+        """The final (layer-normed) hidden states ``(batch, time, d_model)`` before the output layer."""
+        if x.dim() != 2:
+            raise ValueError(f"TransformerLM expects ids of shape (batch, time), got {tuple(x.shape)}; "
+                             "add a batch dimension with x.unsqueeze(0).")
+        t = x.size(1)
+        if t > self.config.max_context:
+            raise ValueError(f"The input has {t} positions but this model was built for at most max_context="
+                             f"{self.config.max_context} (it has no position vector beyond). Feed the last "
+                             f"{self.config.max_context} ids, x[:, -{self.config.max_context}:] (which is what "
+                             "llmcourse.decoding.generate does), or build a model with a larger max_context.")
+        if t == 0:
+            raise ValueError("The input is empty: give at least one id per row.")
+        h = self.drop(self.tok_embed(x) + self.positions(t, x.device))
+        for block in self.blocks:
+            h = block(h)
+        return self.ln_f(h)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.lm_head(self.hidden_states(x))
+
+    def num_parameters(self, non_embedding: bool = False) -> int:
+        """Trainable parameters, a tied matrix counted once; ``non_embedding`` leaves out the token and
+        position embeddings (the count that scaling laws use)."""
+        n = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        if non_embedding:
+            n -= self.tok_embed.weight.numel()
+            if self.config.positional == "learned":
+                n -= self.pos_embed.weight.numel()
+            if not self.config.tie_weights:
+                n -= self.lm_head.weight.numel()
+        return n
+
+
+def parameter_counts(config: TransformerConfig) -> dict[str, int]:
+    """Parameters of each part of a :class:`TransformerLM`, from the formula (notebook 04 checks it
+    against the model): per block ``4 d² + 4 d`` in attention, ``2 d d_ff + d_ff + d`` in the
+    feed-forward network and ``4 d`` in the two layer norms."""
+    d, f, v = config.d_model, config.d_ff, config.vocab_size
+    counts = {
+        "token embedding": v * d,
+        "position embedding": config.max_context * d if config.positional == "learned" else 0,
+        "attention (all blocks)": config.n_layers * (4 * d * d + 4 * d),
+        "feed-forward (all blocks)": config.n_layers * (2 * d * f + f + d),
+        "layer norms": config.n_layers * 4 * d + 2 * d,
+        "output layer": 0 if config.tie_weights else v * d,
+    }
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def model_flops_per_token(config: TransformerConfig, seq_len: int | None = None) -> float:
+    """Training FLOPs per token: ``6 N`` (forward and backward through every non-embedding weight and
+    the output layer) plus attention's ``6 · n_layers · seq_len · d_model`` (the ``q k^T`` and
+    ``weights · v`` products, halved since the mask leaves half of them). PaLM's appendix B counts
+    ``12 · n_layers · seq_len · d_model`` without the causal halving; we report the causal count."""
+    t = seq_len or config.max_context
+    d = config.d_model
+    n_matmul = config.n_layers * (4 * d * d + 2 * d * config.d_ff) + config.vocab_size * d
+    return 6.0 * n_matmul + 6.0 * config.n_layers * t * d
+
+
+# --------------------------------------------------------------------------------------------
+# Into the ecosystem: GPT2LMHeadModel
+# --------------------------------------------------------------------------------------------
+def _gpt2_config(config: TransformerConfig, **overrides):
+    from transformers import GPT2Config
+
+    kwargs = dict(vocab_size=config.vocab_size, n_positions=config.max_context, n_embd=config.d_model,
+                  n_layer=config.n_layers, n_head=config.n_heads, n_inner=config.d_ff,
+                  activation_function="gelu_new", resid_pdrop=config.dropout, embd_pdrop=config.dropout,
+                  attn_pdrop=config.attn_dropout, layer_norm_epsilon=config.layer_norm_eps,
+                  initializer_range=config.init_std, tie_word_embeddings=config.tie_weights,
+                  bos_token_id=None, eos_token_id=None, pad_token_id=None)
+    kwargs.update(overrides)
+    return GPT2Config(**kwargs)
+
+
+@torch.no_grad()
+def to_gpt2(model: TransformerLM, **config_overrides):
+    """A ``transformers.GPT2LMHeadModel`` computing exactly what ``model`` computes (eval mode).
+
+    The configuration maps one for one (``d_model`` → ``n_embd``, ``max_context`` → ``n_positions``, ...;
+    GELU with the tanh approximation is GPT-2's ``gelu_new``); ``config_overrides`` set other
+    ``GPT2Config`` fields, such as ``eos_token_id``. GPT-2 keeps its projections in ``Conv1D`` layers,
+    whose weight is ``(in, out)``: the transpose of ``nn.Linear``'s ``(out, in)``. Sinusoidal positions
+    are copied into GPT-2's learned position table (the same function, now trainable).
+    Save with ``.save_pretrained(folder)``; load with ``GPT2LMHeadModel.from_pretrained(folder)``.
+    """
+    from transformers import GPT2LMHeadModel
+
+    c = model.config
+    if not c.causal:
+        raise ValueError("GPT-2 is always causal: export a model built with causal=True.")
+    hf = GPT2LMHeadModel(_gpt2_config(c, **config_overrides))
+    hf.eval()
+    t = hf.transformer
+    t.wte.weight.copy_(model.tok_embed.weight)
+    t.wpe.weight.copy_(model.positions(c.max_context))
+    for ours, theirs in zip(model.blocks, t.h):
+        qkv_w, qkv_b = ours.attn.qkv_weight()
+        pairs = [(theirs.attn.c_attn, qkv_w, qkv_b), (theirs.attn.c_proj, ours.attn.out_proj.weight, ours.attn.out_proj.bias),
+                 (theirs.mlp.c_fc, ours.ff.fc.weight, ours.ff.fc.bias), (theirs.mlp.c_proj, ours.ff.proj.weight, ours.ff.proj.bias)]
+        for conv1d, weight, bias in pairs:
+            conv1d.weight.copy_(weight.T)  # Conv1D: (in, out) = nn.Linear's weight transposed
+            conv1d.bias.copy_(bias)
+        for ln_ours, ln_theirs in ((ours.ln1, theirs.ln_1), (ours.ln2, theirs.ln_2)):
+            ln_theirs.weight.copy_(ln_ours.weight)
+            ln_theirs.bias.copy_(ln_ours.bias)
+    t.ln_f.weight.copy_(model.ln_f.weight)
+    t.ln_f.bias.copy_(model.ln_f.bias)
+    if not c.tie_weights:
+        hf.lm_head.weight.copy_(model.lm_head.weight)
+    return hf.to(model.tok_embed.weight.device)
+
+
+@torch.no_grad()
+def from_gpt2(hf_model) -> TransformerLM:
+    """A :class:`TransformerLM` with the weights of a ``transformers.GPT2LMHeadModel`` (the inverse of
+    :func:`to_gpt2`; positions come back learned)."""
+    hc = hf_model.config
+    if hc.activation_function not in {"gelu_new", "gelu_pytorch_tanh"}:
+        raise ValueError(f"activation_function={hc.activation_function!r}: TransformerLM uses GELU with the tanh "
+                         "approximation (GPT-2's 'gelu_new').")
+    if hc.scale_attn_by_inverse_layer_idx or not hc.scale_attn_weights or getattr(hc, "add_cross_attention", False):
+        raise ValueError("Only GPT-2's standard attention (scaled by 1/sqrt(d_head), no cross-attention) maps "
+                         "onto TransformerLM.")
+    config = TransformerConfig(vocab_size=hc.vocab_size, max_context=hc.n_positions, d_model=hc.n_embd,
+                               n_layers=hc.n_layer, n_heads=hc.n_head, d_ff=hc.n_inner or 4 * hc.n_embd,
+                               dropout=float(hc.resid_pdrop), attn_dropout=float(hc.attn_pdrop),
+                               layer_norm_eps=hc.layer_norm_epsilon, init_std=hc.initializer_range,
+                               tie_weights=bool(hc.tie_word_embeddings))
+    model = TransformerLM(config)
+    t = hf_model.transformer
+    model.tok_embed.weight.copy_(t.wte.weight)
+    model.pos_embed.weight.copy_(t.wpe.weight)
+    for ours, theirs in zip(model.blocks, t.h):
+        ours.attn.load_qkv(theirs.attn.c_attn.weight.T, theirs.attn.c_attn.bias)
+        ours.attn.load_out(theirs.attn.c_proj.weight.T, theirs.attn.c_proj.bias)
+        for linear, conv1d in ((ours.ff.fc, theirs.mlp.c_fc), (ours.ff.proj, theirs.mlp.c_proj)):
+            linear.weight.copy_(conv1d.weight.T)
+            linear.bias.copy_(conv1d.bias)
+        for ln_ours, ln_theirs in ((ours.ln1, theirs.ln_1), (ours.ln2, theirs.ln_2)):
+            ln_ours.weight.copy_(ln_theirs.weight)
+            ln_ours.bias.copy_(ln_theirs.bias)
+    model.ln_f.weight.copy_(t.ln_f.weight)
+    model.ln_f.bias.copy_(t.ln_f.bias)
+    if not config.tie_weights:
+        model.lm_head.weight.copy_(hf_model.lm_head.weight)
+    return model.to(t.wte.weight.device).eval()
+
+
+# --------------------------------------------------------------------------------------------
+# Recipes: the sizes notebook 04 and benchmarks/transformer_lm.py train on WikiText-2
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Recipe:
+    """A model, a training configuration and the batching that goes with them."""
+
+    model: TransformerConfig
+    train: TrainConfig
+    batch_size: int
+    train_tokens: int | None = None  # use only the first tokens of the training stream (quick mode)
+    eval_batch_size: int = 32
+    note: str = ""
+
+
+def wikitext2_recipe(kind: str, vocab_size: int = 33_278) -> Recipe:
+    """The course's recipes for a Transformer on WikiText-2 (notebook 04 and ``benchmarks/transformer_lm.py``).
+
+    Training windows are ``max_context`` tokens, shuffled; validation and test read the stream in
+    consecutive windows of ``max_context`` (every token scored once).
+
+    ``"quick"``: a tiny model on a slice of the data (CI, about a minute).
+    ``"cpu"``: what fits in notebook 04's 15 minutes on 2 CPU cores. The output layer over 33,278 words
+    costs more than the blocks at this size, so the model is narrow, the context short and the run
+    about half an epoch.
+    ``"gpu"``: a 6-layer, 512-wide model with context 256, bf16 and heavy dropout (WikiText-2 is small
+    enough to over-fit), early stopping on the validation loss.
+    """
+    if kind == "quick":
+        return Recipe(
+            TransformerConfig(vocab_size, max_context=32, d_model=64, n_layers=2, n_heads=2, dropout=0.1,
+                              attn_dropout=0.1),
+            TrainConfig(max_steps=40, lr=3e-3, warmup_steps=5, eval_every=20, max_eval_batches=5,
+                        log_every=5), batch_size=16, train_tokens=200_000,
+            note="quick mode: a tiny Transformer on the first 200k training tokens")
+    if kind == "cpu":
+        return Recipe(
+            TransformerConfig(vocab_size, max_context=64, d_model=128, n_layers=4, n_heads=4, dropout=0.0,
+                              attn_dropout=0.0),
+            TrainConfig(max_steps=1_000, lr=2e-3, warmup_steps=100, weight_decay=0.1, betas=(0.9, 0.98),
+                        eval_every=250, max_eval_batches=20, log_every=25), batch_size=16,
+            note="2 CPU cores: 4 layers, d_model 128, context 64, tied, no dropout (under one epoch, nothing "
+                 "to over-fit yet), 1,000 steps of 16 x 64 tokens, about half an epoch")
+    if kind == "gpu":
+        return Recipe(
+            TransformerConfig(vocab_size, max_context=256, d_model=512, n_layers=6, n_heads=8, dropout=0.3,
+                              attn_dropout=0.2),
+            TrainConfig(epochs=40, lr=1e-3, warmup_steps=400, weight_decay=0.1, betas=(0.9, 0.95),
+                        eval_every=250, patience=6, log_every=50, bf16=True, compile=True),
+            batch_size=32, eval_batch_size=64,
+            note="one GPU: 6 layers, d_model 512, context 256, dropout 0.3, bf16, torch.compile, early stopping")
+    raise ValueError(f"kind={kind!r}: choose 'quick', 'cpu' or 'gpu'.")
+
+
+# --------------------------------------------------------------------------------------------
+# Exercises (notebook 04)
+# --------------------------------------------------------------------------------------------
+def _causal_attention_solution(scores: Tensor) -> Tensor:
+    t_q, t_k = scores.shape[-2:]
+    allowed = torch.ones(t_q, t_k, dtype=torch.bool).tril(diagonal=t_k - t_q)
+    return scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
+
+
+def _scores_cases() -> list[tuple]:
+    g = torch.Generator().manual_seed(4)
+    return [(torch.randn(*shape, generator=g),) for shape in [(1, 1, 3, 3), (2, 4, 6, 6), (1, 2, 1, 1), (3, 1, 5, 5)]]
+
+
+causal_attention_exercise = Exercise(
+    title="the causal mask inside the block",
+    task="""
+    Write `my_causal_weights(scores)`: given raw attention scores `q k^T / sqrt(d_k)` of shape
+    `(batch, heads, t, t)`, return the attention weights of *causal* self-attention: query `i` gives
+    weight 0 to every key `j > i`, and each row sums to 1 over the keys `j <= i`.
+    """,
+    solution_fn=_causal_attention_solution,
+    cases=_scores_cases(),
+    hint_text="Build a (t, t) lower-triangular boolean matrix with torch.tril, put -inf where it is False "
+              "(scores.masked_fill(~allowed, float('-inf'))), then softmax over the last dimension.",
+)
+
+
+def _top_k_solution(logits: Tensor, k: int) -> Tensor:
+    kth = torch.topk(logits, k, dim=-1).values[:, -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def _top_k_cases() -> list[tuple]:
+    g = torch.Generator().manual_seed(5)
+    return [(torch.randn(1, 10, generator=g), 3), (torch.randn(4, 50, generator=g), 1),
+            (torch.randn(2, 20, generator=g), 20), (torch.randn(3, 7, generator=g), 5)]
+
+
+top_k_exercise = Exercise(
+    title="top-k filtering",
+    task="""
+    Write `my_top_k(logits, k)`: for next-token logits of shape `(batch, vocab)`, keep the `k` largest
+    logits of each row unchanged and set every other logit to `-inf`, so that sampling from the
+    softmax can only pick one of the `k` most likely tokens.
+    """,
+    solution_fn=_top_k_solution,
+    cases=_top_k_cases(),
+    hint_text="torch.topk(logits, k, dim=-1).values[:, -1:] is the k-th largest value of each row (kept as a "
+              "column so it broadcasts); mask the logits below it with masked_fill(..., float('-inf')).",
+)

@@ -1,0 +1,199 @@
+"""Tests for llmcourse.transformer: shapes, causality, GPT-2 export, context limits, training."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from llmcourse.attention import MultiHeadAttention, capture_attention
+from llmcourse.decoding import generate, top_k_filter
+from llmcourse.training import TrainConfig, load_checkpoint, save_checkpoint, train
+from llmcourse.transformer import (
+    TransformerConfig,
+    TransformerLM,
+    causal_attention_exercise,
+    from_gpt2,
+    model_flops_per_token,
+    parameter_counts,
+    sinusoidal_encoding,
+    to_gpt2,
+    top_k_exercise,
+    wikitext2_recipe,
+)
+
+VOCAB = 50
+
+
+def tiny(**kwargs) -> TransformerLM:
+    torch.manual_seed(0)
+    config = TransformerConfig(**{"vocab_size": VOCAB, "max_context": 12, "d_model": 16, "n_layers": 2,
+                                  "n_heads": 4, **kwargs})
+    return TransformerLM(config)
+
+
+@pytest.mark.parametrize("positional", ["learned", "sinusoidal"])
+def test_shapes_and_parameter_count(positional):
+    model = tiny(positional=positional)
+    x = torch.randint(0, VOCAB, (3, 7))
+    assert model(x).shape == (3, 7, VOCAB)
+    assert model.hidden_states(x).shape == (3, 7, 16)
+    counts = parameter_counts(model.config)
+    assert counts["total"] == model.num_parameters()
+    assert model.lm_head.weight is model.tok_embed.weight  # tied
+    untied = tiny(positional=positional, tie_weights=False)
+    assert untied.num_parameters() == model.num_parameters() + VOCAB * 16
+    assert untied.num_parameters(non_embedding=True) == model.num_parameters(non_embedding=True)
+    assert sum(isinstance(m, MultiHeadAttention) for m in model.modules()) == 2
+
+
+def test_sinusoidal_encoding_matches_its_formula():
+    pe = sinusoidal_encoding(50, 8)
+    pos, i = 17, 3
+    assert pe.shape == (50, 8)
+    assert math.isclose(float(pe[pos, 2 * i]), math.sin(pos / 10000 ** (2 * i / 8)), abs_tol=1e-5)
+    assert math.isclose(float(pe[pos, 2 * i + 1]), math.cos(pos / 10000 ** (2 * i / 8)), abs_tol=1e-5)
+    with pytest.raises(ValueError, match="even"):
+        sinusoidal_encoding(10, 7)
+
+
+@pytest.mark.parametrize("positional", ["learned", "sinusoidal"])
+def test_changing_a_future_token_never_changes_earlier_logits(positional):
+    model = tiny(positional=positional).eval()
+    x = torch.randint(0, VOCAB, (2, 10))
+    with torch.no_grad():
+        base = model(x)
+        for t in range(10):
+            changed = x.clone()
+            changed[:, t] = (changed[:, t] + 1) % VOCAB
+            out = model(changed)
+            assert torch.equal(out[:, :t], base[:, :t]), f"changing position {t} changed earlier logits"
+            assert not torch.allclose(out[:, t], base[:, t])
+    # the bug notebook 04 shows: without the mask the past does see the future
+    leaky = tiny(positional=positional, causal=False).eval()
+    with torch.no_grad():
+        changed = x.clone()
+        changed[:, -1] = (changed[:, -1] + 1) % VOCAB
+        assert not torch.allclose(leaky(changed)[:, 0], leaky(x)[:, 0])
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_gpt2_export_matches_and_round_trips(tie, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    model = tiny(tie_weights=tie, dropout=0.0, attn_dropout=0.0)
+    with torch.no_grad():  # random weights everywhere, biases and layer norms included
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+    model.eval()
+    x = torch.randint(0, VOCAB, (3, 12))
+    hf = to_gpt2(model)
+    with torch.no_grad():
+        ours, theirs = model(x), hf(x).logits
+    assert torch.allclose(ours, theirs, atol=1e-4), (ours - theirs).abs().max()
+    back = from_gpt2(hf)
+    assert back.config == model.config
+    for (name, a), (_, b) in zip(model.state_dict().items(), back.state_dict().items()):
+        assert torch.equal(a, b), name
+    hf.save_pretrained(tmp_path)
+    reloaded = transformers.GPT2LMHeadModel.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        assert torch.allclose(reloaded(x).logits, ours, atol=1e-4)
+    # Hugging Face's greedy generate() continues exactly as the course's generate() does
+    prompt = x[:1, :4]
+    hf_ids = reloaded.generate(prompt, max_new_tokens=6, do_sample=False, pad_token_id=0)
+    assert torch.equal(hf_ids, generate(model, prompt, 6, temperature=0))
+
+
+def test_sinusoidal_model_exports_as_a_copy_of_its_table():
+    pytest.importorskip("transformers")
+    model = tiny(positional="sinusoidal").eval()
+    x = torch.randint(0, VOCAB, (2, 12))
+    with torch.no_grad():
+        assert torch.allclose(to_gpt2(model)(x).logits, model(x), atol=1e-4)
+
+
+def test_export_refuses_a_model_without_causal_mask():
+    pytest.importorskip("transformers")
+    with pytest.raises(ValueError, match="causal"):
+        to_gpt2(tiny(causal=False))
+
+
+def test_too_long_a_context_is_a_clear_error_and_generation_slides():
+    model = tiny().eval()
+    with pytest.raises(ValueError, match="max_context=12"):
+        model(torch.randint(0, VOCAB, (1, 13)))
+    out = generate(model, torch.randint(0, VOCAB, (20,)), 10, temperature=0)
+    assert out.shape == (30,)
+    # each new token is what the model predicts from the last 12 ids only
+    with torch.no_grad():
+        for t in range(20, 30):
+            assert int(out[t]) == int(model(out[None, t - 12 : t])[0, -1].argmax())
+
+
+def test_bad_configs_are_clear_errors():
+    with pytest.raises(ValueError, match="divisible"):
+        TransformerConfig(vocab_size=10, d_model=10, n_heads=3)
+    with pytest.raises(ValueError, match="positional"):
+        TransformerConfig(vocab_size=10, positional="rotary")
+    with pytest.raises(ValueError, match=r"\(batch, time\)"):
+        tiny()(torch.randint(0, VOCAB, (5,)))
+
+
+def test_a_few_training_steps_lower_the_loss(tmp_path):
+    torch.manual_seed(0)
+    stream = torch.arange(400) % 7  # a repeating pattern a model can learn quickly
+    windows = stream[:-1].unfold(0, 8, 8)[:40]
+    targets = stream[1:].unfold(0, 8, 8)[:40]
+    batches = [(windows[i : i + 8], targets[i : i + 8]) for i in range(0, 40, 8)]
+    model = tiny(max_context=8)
+    history = train(model, batches, batches, TrainConfig(epochs=6, lr=3e-3, warmup_steps=2, log_every=1,
+                                                         progress=False, restore_best=False), device="cpu")
+    first, last = history.train[0]["loss"], history.train[-1]["loss"]
+    assert last < first - 1.0, (first, last)
+    assert history.valid[-1]["loss"] < math.log(VOCAB) - 1.0
+    # checkpoints rebuild the model from its config (config_class)
+    save_checkpoint(model, tmp_path)
+    loaded = load_checkpoint(tmp_path).eval()
+    model.eval()
+    x = windows[:2]
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    assert loaded.lm_head.weight is loaded.tok_embed.weight
+
+
+def test_attention_maps_can_be_captured():
+    model = tiny().eval()
+    with capture_attention(model) as maps:
+        model(torch.randint(0, VOCAB, (2, 9)))
+    assert set(maps) == {"blocks.0.attn", "blocks.1.attn"}
+    w = maps["blocks.0.attn"]
+    assert w.shape == (2, 4, 9, 9)
+    assert torch.allclose(w.sum(-1), torch.ones(2, 4, 9), atol=1e-5)
+    assert float(w.triu(diagonal=1).abs().max()) == 0.0  # no weight on the future
+
+
+def test_flops_per_token_and_recipes():
+    config = TransformerConfig(vocab_size=1000, max_context=64, d_model=32, n_layers=2, n_heads=4)
+    n = 2 * (4 * 32 * 32 + 2 * 32 * 128) + 1000 * 32
+    assert model_flops_per_token(config) == 6 * n + 6 * 2 * 64 * 32
+    for kind in ("quick", "cpu", "gpu"):
+        recipe = wikitext2_recipe(kind, 1000)
+        assert recipe.model.vocab_size == 1000
+    with pytest.raises(ValueError, match="choose"):
+        wikitext2_recipe("tpu")
+
+
+def test_exercise_checkers_accept_the_solution_and_reject_wrong_answers():
+    assert causal_attention_exercise.check(causal_attention_exercise.solution_fn, verbose=False)
+    assert not causal_attention_exercise.check(lambda s: s.softmax(-1), verbose=False)  # no mask
+    assert not causal_attention_exercise.check(  # the mask the wrong way round: sees only the future
+        lambda s: s.masked_fill(torch.ones(s.shape[-2:], dtype=torch.bool).tril(-1), float("-inf")).softmax(-1),
+        verbose=False)
+    assert top_k_exercise.check(top_k_exercise.solution_fn, verbose=False)
+    assert top_k_exercise.check(top_k_filter, verbose=False)  # the shared decoding helper agrees
+    assert not top_k_exercise.check(lambda logits, k: logits, verbose=False)
+
+    def not_written(*args):
+        raise NotImplementedError
+
+    assert not top_k_exercise.check(not_written, verbose=False)
