@@ -41,18 +41,17 @@ with ``alpha = 0`` for an unseen n-gram and ``gamma = 1`` for an unseen context.
 from __future__ import annotations
 
 import json
-import math
 import os
-import tempfile
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from .exercises import Exercise
+from .files import atomic_write
 from .text import Vocab, build_vocab_from_iterator
 
 __all__ = [
@@ -483,16 +482,11 @@ class NGramLM:
         for k, lv in enumerate(self.levels, start=1):
             for name in ("keys", "counts", "alpha", "gamma"):
                 arrays[f"{name}{k}"] = getattr(lv, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as f:
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # a file object: np.savez would add .npz to a name
                 np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+
+        return atomic_write(path, write)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "NGramLM":

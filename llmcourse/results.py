@@ -11,12 +11,11 @@ README's table is copied from those.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
 from .config import cache_dir, is_quick, machine
+from .files import atomic_write
 
 __all__ = ["results_path", "record", "load", "show", "plot"]
 
@@ -41,11 +40,7 @@ def record(model: str, *, valid_ppl: float, test_ppl: float, train_seconds: floa
            "mode": "quick" if is_quick() else "full", "machine": machine(),
            "recorded": time.strftime("%Y-%m-%d %H:%M"), **extra}
     rows = [r for r in load(path) if r["model"] != model] + [row]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(rows, f, indent=2)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(rows, indent=2)))
     return row
 
 

@@ -20,7 +20,6 @@ import importlib
 import json
 import math
 import os
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import get_device
+from .files import atomic_write
 
 __all__ = [
     "TrainConfig",
@@ -315,16 +315,6 @@ def _try_compile(model: nn.Module) -> nn.Module:
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def save_checkpoint(model: nn.Module, directory: str | os.PathLike, *, history: History | None = None,
                     extra: dict | None = None) -> Path:
     """Save ``model`` to ``directory``: ``model.safetensors`` (tied weights stored once) and
@@ -341,8 +331,8 @@ def save_checkpoint(model: nn.Module, directory: str | os.PathLike, *, history: 
         "history": history.to_dict() if history is not None else None,
         **(extra or {}),
     }
-    _atomic_write(directory / WEIGHTS, lambda tmp: save_model(getattr(model, "_orig_mod", model), str(tmp)))
-    _atomic_write(directory / CONFIG, lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
+    atomic_write(directory / WEIGHTS, lambda tmp: save_model(getattr(model, "_orig_mod", model), str(tmp)))
+    atomic_write(directory / CONFIG, lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
     return directory
 
 
