@@ -20,6 +20,7 @@ works offline on a CPU (6 layers, hidden size 384, 12 heads, 22.7 M parameters).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import tempfile
@@ -114,7 +115,31 @@ def resolve_model(name: str | None = None) -> str:
         raise ModelNotFound(f"{name!r} is a Hugging Face Hub name, but this machine is offline (HF_HUB_OFFLINE=1), "
                             f"so it cannot be downloaded. Unset {ENV_MODEL} to use the offline default "
                             "(all-MiniLM-L6-v2), or go online and unset HF_HUB_OFFLINE.")
+    if not _cached(name) and not _hub_reachable():
+        raise ModelNotFound(f"{name!r} is a Hugging Face Hub name, it is not in the local cache, and huggingface.co "
+                            f"cannot be reached from here. Go online, or unset {ENV_MODEL} to use the offline "
+                            "default (all-MiniLM-L6-v2).")
     return name
+
+
+def _cached(name: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except Exception:  # an invalid repo name, an old huggingface_hub: let from_pretrained say what is wrong
+        return False
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick connection attempt, instead of from_pretrained's minute of retries when offline."""
+    import socket
+
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def _load(loader: Callable, name: str | None, what: str, **kwargs):
@@ -529,6 +554,11 @@ def training_arguments(output_dir: str | os.PathLike | None = None, **overrides)
         save_total_limit=1, train_sampling_strategy="group_by_length", report_to="none", push_to_hub=False, seed=0, dataloader_num_workers=0,
         disable_tqdm=False, log_level="error", dataloader_pin_memory=torch.cuda.is_available())
     args.update(overrides)
+    fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+    if "train_sampling_strategy" not in fields:  # transformers 4.x spelt it differently
+        args["group_by_length"] = args.pop("train_sampling_strategy") == "group_by_length"
+    if "warmup_ratio" in fields and isinstance(args.get("warmup_steps"), float) and args["warmup_steps"] < 1:
+        args["warmup_ratio"] = args.pop("warmup_steps")  # 4.x: a fraction of the steps is warmup_ratio
     if args.get("eval_strategy") == "steps":
         args.setdefault("save_strategy", "steps")
         args["save_strategy"] = "steps"

@@ -164,6 +164,11 @@ def test_resolve_model_default_and_errors(monkeypatch, tmp_path):
         resolve_model()
     with pytest.raises(ModelNotFound, match="offline"):
         bert.load_tokenizer()
+    monkeypatch.delenv("HF_HUB_OFFLINE")  # online in name, but the hub cannot be reached: a quick, clear error
+    monkeypatch.setattr(bert, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(bert, "_cached", lambda name: False)
+    with pytest.raises(ModelNotFound, match="cannot be reached"):
+        resolve_model()
     monkeypatch.setenv("LLMCOURSE_BERT_MODEL", str(tmp_path / "nowhere"))
     with pytest.raises(ModelNotFound, match="does not exist"):
         resolve_model()
