@@ -8,6 +8,8 @@ One concept, one module (and one notebook):
 ``llmcourse.data``        WikiText-2 and SST-2 by name, verified; LM batching (00, 02)
 ``llmcourse.lm``          chain rule, perplexity, a bigram neural LM (notebook 00)
 ``llmcourse.ngram``       n-gram LMs from counts to modified Kneser-Ney (notebook 01)
+``llmcourse.rnn``         recurrent networks and the LSTM language model (notebook 02)
+``llmcourse.decoding``    greedy, temperature, top-k and top-p generation (02, 04)
 ``llmcourse.attention``   attention, masks, multi-head attention, heatmaps (03, 04, 05)
 ``llmcourse.seq2seq``     the synthetic encoder–decoder task of notebook 03
 ``llmcourse.training``    the one training loop, exact perplexity, checkpoints
