@@ -12,6 +12,7 @@ One concept, one module (and one notebook):
 ``llmcourse.decoding``    greedy, temperature, top-k and top-p generation (02, 04)
 ``llmcourse.attention``   attention, masks, multi-head attention, heatmaps (03, 04, 05)
 ``llmcourse.seq2seq``     the synthetic encoder–decoder task of notebook 03
+``llmcourse.transformer`` a GPT-style Transformer LM, export to GPT-2 (notebook 04)
 ``llmcourse.training``    the one training loop, exact perplexity, checkpoints
 ``llmcourse.plotting``    training curves, Zipf plots
 ``llmcourse.exercises``   exercises with checkers and hidden solutions
