@@ -462,7 +462,7 @@ def sst2_recipe(kind: str | None = None) -> dict[str, Any]:
 
     recipes = {
         "quick": dict(n_train=256, epochs=1, batch_size=16, lr=2e-4, eval_steps=8, loop_steps=4, n_dev=128),
-        "cpu": dict(n_train=4800, epochs=1, batch_size=16, lr=1e-4, eval_steps=100, loop_steps=40, n_dev=None),
+        "cpu": dict(n_train=20000, epochs=1, batch_size=16, lr=1e-4, eval_steps=250, loop_steps=40, n_dev=None),
         "gpu": dict(n_train=None, epochs=3, batch_size=64, lr=1e-4, eval_steps=500, loop_steps=1000, n_dev=None),
     }
     kind = kind or by_mode(quick="quick", cpu="cpu", gpu="gpu")
