@@ -13,6 +13,7 @@ One concept, one module (and one notebook):
 ``llmcourse.attention``   attention, masks, multi-head attention, heatmaps (03, 04, 05)
 ``llmcourse.seq2seq``     the synthetic encoder–decoder task of notebook 03
 ``llmcourse.transformer`` a GPT-style Transformer LM, export to GPT-2 (notebook 04)
+``llmcourse.bert``        masked LM, a BERT encoder, SST-2 fine-tuning helpers (notebook 05)
 ``llmcourse.training``    the one training loop, exact perplexity, checkpoints
 ``llmcourse.plotting``    training curves, Zipf plots
 ``llmcourse.exercises``   exercises with checkers and hidden solutions
