@@ -165,6 +165,7 @@ def test_resolve_model_default_and_errors(monkeypatch, tmp_path):
     with pytest.raises(ModelNotFound, match="offline"):
         bert.load_tokenizer()
     monkeypatch.delenv("HF_HUB_OFFLINE")  # online in name, but the hub cannot be reached: a quick, clear error
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)  # CI sets it too
     monkeypatch.setattr(bert, "_hub_reachable", lambda timeout=3.0: False)
     monkeypatch.setattr(bert, "_cached", lambda name: False)
     with pytest.raises(ModelNotFound, match="cannot be reached"):
