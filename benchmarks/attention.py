@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 from pathlib import Path
 
 import torch
 
 from llmcourse.attention import attention_cost
 from llmcourse.config import get_device, machine
+
+from _report import save  # benchmarks/_report.py
 
 
 def main() -> None:
@@ -61,10 +62,7 @@ def main() -> None:
         "rows": rows,
         "summary": {str(t): s for t, s in summary.items()},
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"saved {out}")
+    save(result, args.out, echo=False)
 
 
 if __name__ == "__main__":

@@ -17,18 +17,15 @@ checkpoint (e.g. ``bert-base-uncased``, online). Prints its figures and saves th
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from llmcourse import bert
-from llmcourse.config import get_device, machine, seed_everything
+from llmcourse.config import get_device, seed_everything
+
+from _report import save, stamp  # benchmarks/_report.py
 
 ROOT = Path(__file__).resolve().parent
 TARGETS = {"gpu": (0.90, 300.0), "cpu": (0.85, None), "quick": (0.0, None)}
@@ -83,11 +80,7 @@ def main() -> dict:
 
     target_acc, target_s = TARGETS[kind]
     n_params = sum(p.numel() for p in model.parameters())
-    result = {
-        "benchmark": "bert_sst2",
-        "kind": kind,
-        "machine": machine(device),
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    result = stamp("bert_sst2", device, kind=kind) | {
         "note": ("no GPU was available: CPU figures" if device.type == "cpu" else "GPU run"),
         "checkpoint": bert.resolve_model(),
         "parameters": n_params,
@@ -104,10 +97,7 @@ def main() -> dict:
         "target": {"dev_accuracy": target_acc, "train_seconds": target_s},
         "target_met": bool(best["eval_accuracy"] >= target_acc and (target_s is None or train_seconds <= target_s)),
     }
-    print(json.dumps(result, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"saved to {args.out}")
+    save(result, args.out)
     return result
 
 

@@ -29,6 +29,8 @@ from llmcourse.config import machine  # noqa: E402
 from llmcourse.data import WikiText2, tokenize_lines, wikitext2_vocab  # noqa: E402
 from llmcourse.ngram import NGramLM  # noqa: E402
 
+from _report import save  # noqa: E402  (benchmarks/_report.py)
+
 # KenLM lmplz -o N (modified Kneser-Ney), wiki.train.tokens, one sentence per line, <unk> ordinary,
 # one </s> per line counted: the figures quoted in issue 3 (fit: 14 s for -o 5 on these machines).
 KENLM = {"valid": {5: 234.9}, "test": {2: 264.0, 3: 226.1, 4: 221.3, 5: 220.1}, "fit_seconds": {5: 14.0}}
@@ -165,9 +167,7 @@ def main() -> dict:
           f"{cmp['max_abs_logprob_difference']:.2e}: {'agree' if cmp['agree'] else 'DISAGREE'}"
           f" (ours, modified KN with KenLM's conventions, on the same subset: {cmp['ours_mkn_kenlm_style_ppl']:.1f})")
     out = ROOT / "benchmarks" / "results" / "ngram.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"saved {out.relative_to(ROOT)}")
+    save(results, out, echo=False)
     return results
 
 

@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
 import torch
 
-from llmcourse.config import get_device, machine, seed_everything
+from llmcourse.config import get_device, seed_everything
 from llmcourse.data import BPTTIterator, WikiText2, batchify, numericalize, tokenize_lines, wikitext2_vocab
 from llmcourse.rnn import RNNLM, wikitext2_recipe
 from llmcourse.training import evaluate_perplexity, train
+
+from _report import save, stamp  # benchmarks/_report.py
 
 ROOT = Path(__file__).resolve().parent
 GPU_TARGET_PPL, GPU_TARGET_SECONDS = 86.7, 600.0
@@ -79,11 +80,7 @@ def main() -> dict:
     eval_seconds = time.perf_counter() - t_eval
     epochs = history.train_tokens / max(1, train_ids.numel())
 
-    result = {
-        "benchmark": "rnn_lm",
-        "kind": kind,
-        "machine": machine(device),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    result = stamp("rnn_lm", device, kind=kind) | {
         "note": recipe.note + ("" if device.type == "cuda" else "; CPU only (no GPU was available)"),
         "model": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(recipe.model).items()},
         "parameters": model.num_parameters(),
@@ -112,10 +109,7 @@ def main() -> dict:
         baseline = ngram_baseline()
         result["target"] = {"test_ppl_below_ngram": baseline}
         result["target_met"] = test_ppl < baseline
-    print(json.dumps({k: v for k, v in result.items() if k != "valid_curve"}, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"saved to {args.out}")
+    save(result, args.out, hide=("valid_curve",))
     return result
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import time
@@ -32,10 +31,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from llmcourse.attention import has_fused_attention
-from llmcourse.config import get_device, machine, seed_everything
+from llmcourse.config import get_device, seed_everything
 from llmcourse.data import LMWindowDataset, WikiText2, numericalize, tokenize_lines, wikitext2_vocab
 from llmcourse.training import evaluate_perplexity, train
 from llmcourse.transformer import TransformerLM, model_flops_per_token, wikitext2_recipe
+
+from _report import save, stamp  # benchmarks/_report.py
 
 ROOT = Path(__file__).resolve().parent
 GPU_TARGET_PPL, GPU_TARGET_SECONDS, GPU_TARGET_MFU = 90.0, 900.0, 0.35
@@ -126,11 +127,7 @@ def main() -> dict:
         peak, peak_note = cpu_peak()
     mfu = None if peak is None else steady * flops_per_token / peak
 
-    result = {
-        "benchmark": "transformer_lm",
-        "kind": kind,
-        "machine": machine(device),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    result = stamp("transformer_lm", device, kind=kind) | {
         "note": recipe.note + ("" if device.type == "cuda" else
                                "; CPU run (no GPU was available for this work)")
         + (f"; SHORTENED to {args.max_steps} of the recipe's {full_steps} steps" if args.max_steps else ""),
@@ -172,12 +169,9 @@ def main() -> dict:
         result["target"] = {"test_ppl_at_most": bound, "train_seconds": GPU_TARGET_SECONDS, "mfu": GPU_TARGET_MFU}
         result["target_met"] = (test_ppl <= bound and history.train_seconds < GPU_TARGET_SECONDS
                                 and mfu is not None and mfu >= GPU_TARGET_MFU)
-    print(json.dumps({k: v for k, v in result.items() if k != "valid_curve"}, indent=2))
+    save(result, args.out, hide=("valid_curve",))
     print(f"throughput {steady:,.0f} tokens/s (steady), {overall:,.0f} tokens/s (with validation); "
           + (f"MFU {100 * mfu:.2f}% {result['mfu_note']} [{peak_note}]" if mfu is not None else "MFU: n/a"))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"saved to {args.out}")
     return result
 
 
