@@ -3,7 +3,10 @@
 Each notebook that trains a language model records a row with :func:`record` (its valid and test
 perplexity, training time, machine and mode) and shows the table so far with :func:`show`; the
 comparison plot across notebooks is :func:`plot`. Rows live in a JSON file in the course's cache
-(``results.json``), one row per model name, so re-running a notebook replaces its row.
+(``results.json``), one row per model name and mode, so re-running a notebook replaces its row.
+Quick mode (CI, ``LLMCOURSE_QUICK=1``) and full mode keep separate rows, and :func:`show` and
+:func:`plot` show the rows of the mode this process runs in: a quick run's tiny models never sit
+beside a full run's.
 The benchmarks in ``benchmarks/`` save their own figures under ``benchmarks/results/``; the
 README's table is copied from those.
 """
@@ -17,29 +20,36 @@ from pathlib import Path
 from .config import cache_dir, is_quick, machine
 from .files import atomic_write
 
-__all__ = ["results_path", "record", "load", "show", "plot"]
+__all__ = ["results_path", "current_mode", "record", "load", "show", "plot"]
 
 
 def results_path() -> Path:
     return cache_dir() / "results.json"
 
 
-def load(path: Path | None = None) -> list[dict]:
+def current_mode() -> str:
+    return "quick" if is_quick() else "full"
+
+
+def load(path: Path | None = None, mode: str | None = None) -> list[dict]:
+    """The recorded rows; only those of ``mode`` ("quick", "full" or "current") if given."""
+    if mode == "current":
+        mode = current_mode()
+    if mode not in {"quick", "full", None}:
+        raise ValueError(f"mode={mode!r}: choose 'quick', 'full', 'current' or None (every row).")
     path = path or results_path()
-    if not path.is_file():
-        return []
-    return json.loads(path.read_text())
+    rows = json.loads(path.read_text()) if path.is_file() else []
+    return [r for r in rows if mode is None or r.get("mode") == mode]
 
 
 def record(model: str, *, valid_ppl: float, test_ppl: float, train_seconds: float | None = None,
            notebook: str | None = None, path: Path | None = None, **extra) -> dict:
-    """Add or replace the row of ``model`` and return it."""
+    """Add or replace the row of ``model`` in the current mode and return it."""
     path = path or results_path()
     row = {"model": model, "valid_ppl": float(valid_ppl), "test_ppl": float(test_ppl),
-           "train_seconds": train_seconds, "notebook": notebook,
-           "mode": "quick" if is_quick() else "full", "machine": machine(),
+           "train_seconds": train_seconds, "notebook": notebook, "mode": current_mode(), "machine": machine(),
            "recorded": time.strftime("%Y-%m-%d %H:%M"), **extra}
-    rows = [r for r in load(path) if r["model"] != model] + [row]
+    rows = [r for r in load(path) if (r["model"], r.get("mode")) != (model, row["mode"])] + [row]
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(rows, indent=2)))
     return row
 
@@ -50,9 +60,9 @@ def _fmt_time(seconds: float | None) -> str:
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
-def show(path: Path | None = None):
-    """The table so far, as a Markdown display object in a notebook (plain text elsewhere)."""
-    rows = load(path)
+def show(path: Path | None = None, mode: str | None = "current"):
+    """The table so far (the current mode's rows; ``mode=None`` for all), as Markdown in a notebook."""
+    rows = load(path, mode)
     lines = ["| model | valid ppl | test ppl | training time | mode | machine |", "|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['valid_ppl']:.1f} | {r['test_ppl']:.1f} | {_fmt_time(r['train_seconds'])} "
@@ -66,11 +76,14 @@ def show(path: Path | None = None):
         return text
 
 
-def plot(path: Path | None = None):
-    """Test perplexity of every recorded model, lower is better (log scale)."""
+def plot(path: Path | None = None, mode: str | None = "current"):
+    """Test perplexity of every recorded model of the current mode (``mode=None``: all), log scale."""
     import matplotlib.pyplot as plt
 
-    rows = load(path)
+    rows = load(path, mode)
+    if not rows:
+        raise ValueError(f"No results recorded yet in {path or results_path()} (mode {mode!r}): run a notebook "
+                         "that trains a language model (01, 02 or 04) first.")
     fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(rows) + 1), 3.6))
     names = [r["model"] for r in rows]
     values = [r["test_ppl"] for r in rows]

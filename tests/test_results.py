@@ -1,0 +1,55 @@
+"""The course's results table: one row per model and mode, shown for the mode a run is in."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+from llmcourse import results  # noqa: E402
+
+
+def _record(path, monkeypatch, quick: bool, model: str, ppl: float):
+    monkeypatch.setenv("LLMCOURSE_QUICK", "1" if quick else "0")
+    return results.record(model, valid_ppl=ppl + 10, test_ppl=ppl, train_seconds=1.0, notebook="nb", path=path)
+
+
+def test_rows_are_kept_per_model_and_mode(tmp_path, monkeypatch):
+    path = tmp_path / "results.json"
+    _record(path, monkeypatch, False, "LSTM", 200.0)
+    _record(path, monkeypatch, True, "LSTM", 1000.0)
+    _record(path, monkeypatch, False, "LSTM", 190.0)  # a re-run replaces the full-mode row only
+    rows = results.load(path)
+    assert [(r["model"], r["mode"], r["test_ppl"]) for r in rows] == [("LSTM", "quick", 1000.0), ("LSTM", "full", 190.0)]
+    assert [r["test_ppl"] for r in results.load(path, "full")] == [190.0]
+    monkeypatch.setenv("LLMCOURSE_QUICK", "1")
+    assert [r["test_ppl"] for r in results.load(path, "current")] == [1000.0]
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+    json.loads(path.read_text())  # valid JSON
+
+
+def test_show_and_plot_use_the_current_mode(tmp_path, monkeypatch):
+    path = tmp_path / "results.json"
+    _record(path, monkeypatch, True, "tiny LSTM", 1000.0)
+    _record(path, monkeypatch, False, "5-gram", 220.1)
+    _record(path, monkeypatch, False, "LSTM", 183.9)
+    table = results.show(path)
+    text = getattr(table, "data", table)
+    assert "5-gram" in text and "LSTM" in text and "tiny LSTM" not in text
+    assert "tiny LSTM" in getattr(results.show(path, mode=None), "data", "")
+    fig = results.plot(path)
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert labels == ["5-gram", "LSTM"]
+    matplotlib.pyplot.close(fig)
+
+
+def test_bad_mode_and_empty_table(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="mode='fast'"):
+        results.show(tmp_path / "r.json", mode="fast")
+    _record(tmp_path / "r.json", monkeypatch, True, "tiny", 1000.0)
+    monkeypatch.setenv("LLMCOURSE_QUICK", "0")
+    with pytest.raises(ValueError, match="No results recorded yet"):
+        results.plot(tmp_path / "r.json")
