@@ -77,7 +77,8 @@ def show(path: Path | None = None, mode: str | None = "current"):
 
 
 def plot(path: Path | None = None, mode: str | None = "current"):
-    """Test perplexity of every recorded model of the current mode (``mode=None``: all), log scale."""
+    """Test perplexity of every recorded model of the current mode (``mode=None``: all), as bars from
+    zero; a log scale only when the perplexities span more than a factor of 10."""
     import matplotlib.pyplot as plt
 
     rows = load(path, mode)
@@ -90,6 +91,10 @@ def plot(path: Path | None = None, mode: str | None = "current"):
     bars = ax.bar(range(len(rows)), values, color="tab:blue")
     ax.bar_label(bars, labels=[f"{v:.0f}" for v in values])
     ax.set_xticks(range(len(rows)), names, rotation=20, ha="right")
-    ax.set(ylabel="test perplexity (lower is better)", yscale="log", title="WikiText-2: the course so far")
+    if max(values) > 10 * min(values):
+        ax.set_yscale("log")
+    else:
+        ax.set_ylim(0, 1.15 * max(values))  # room for the labels above the bars
+    ax.set(ylabel="test perplexity (lower is better)", title="WikiText-2: the course so far")
     fig.tight_layout()
     return fig

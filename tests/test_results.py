@@ -43,6 +43,7 @@ def test_show_and_plot_use_the_current_mode(tmp_path, monkeypatch):
     fig = results.plot(path)
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert labels == ["5-gram", "LSTM"]
+    assert fig.axes[0].get_yscale() == "linear" and fig.axes[0].get_ylim()[0] == 0  # bars from zero
     matplotlib.pyplot.close(fig)
 
 
@@ -53,3 +54,12 @@ def test_bad_mode_and_empty_table(tmp_path, monkeypatch):
     monkeypatch.setenv("LLMCOURSE_QUICK", "0")
     with pytest.raises(ValueError, match="No results recorded yet"):
         results.plot(tmp_path / "r.json")
+
+
+def test_plot_uses_a_log_scale_only_for_a_wide_range(tmp_path, monkeypatch):
+    path = tmp_path / "results.json"
+    _record(path, monkeypatch, True, "unigram", 1000.0)
+    _record(path, monkeypatch, True, "big model", 30.0)
+    fig = results.plot(path)
+    assert fig.axes[0].get_yscale() == "log"
+    matplotlib.pyplot.close(fig)
