@@ -32,3 +32,19 @@ def test_save_writes_everything_prints_the_summary(tmp_path, capsys, monkeypatch
     printed = capsys.readouterr().out
     assert '"ppl": 123.4' in printed and "valid_curve" not in printed
     assert [p.name for p in path.parent.iterdir()] == ["demo.json"]  # no temporary file left behind
+
+
+def test_plot_results_reads_the_saved_figures_and_skips_shortened_runs(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from plot_results import bars
+
+    ngram = {"machine": "CPU x86_64, 2 cores", "orders": [
+        {"order": o, "smoothing": "mkn", "test_ppl": p, "fit_seconds": 2.0} for o, p in ((2, 264.0), (3, 226.1), (5, 220.1))]}
+    lstm = {"machine": "GPU NVIDIA H100", "note": "one GPU", "model": {"n_layers": 2, "d_hidden": 650},
+            "test_ppl": 85.0, "train_seconds": 540.0}
+    short = {"machine": "CPU", "note": "SHORTENED to 200 of the recipe's 1000 steps",
+             "model": {"n_layers": 4, "d_model": 128}, "test_ppl": 531.6, "train_seconds": 297.1}
+    for name, result in (("ngram", ngram), ("rnn_lm", lstm), ("transformer_lm", short)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(result))
+    assert bars(tmp_path) == [("3-gram\nKneser-Ney", 226.1, "2.0 s, CPU"), ("5-gram\nKneser-Ney", 220.1, "2.0 s, CPU"),
+                              ("LSTM\n2×650", 85.0, "9.0 min, GPU")]
