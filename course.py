@@ -3,6 +3,7 @@
 
     python3 course.py lab     # create .venv, install the course, open JupyterLab on notebooks/
     python3 course.py test    # create the same .venv, run the unit tests and every notebook (nbval)
+    python3 course.py refresh 02 04   # maintainers: re-run notebooks in full mode, outputs saved in place
 
 Only Python 3.10+ and pip are needed. The environment lives in .venv beside this file and is
 reused by later runs. torch is installed first and pinned (``torch==2.13.0``, or
@@ -75,11 +76,52 @@ def test(extra: list[str]) -> int:
     return subprocess.run(cmd, cwd=ROOT, env=env).returncode
 
 
+STRIP_WIDGET_STATE = """
+import sys, nbformat
+for path in sys.argv[1:]:
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata.pop("widgets", None)  # progress bars' widget ids: they churn every diff, show nothing
+    nbformat.write(nb, path)
+"""
+
+
+def notebook_paths(names: list[str]) -> list[Path]:
+    """``["02", "04_transformer_lm"]`` -> the notebooks whose names start with those prefixes."""
+    every = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+    paths = []
+    for name in names:
+        found = [p for p in every if p.name.startswith(Path(name).stem)]
+        if len(found) != 1:
+            raise SystemExit(f"{name!r} names {len(found)} notebooks; choose one of: "
+                             + ", ".join(p.stem for p in every))
+        paths.append(found[0])
+    return paths or every
+
+
+def refresh(names: list[str]) -> int:
+    """Run notebooks top to bottom in full mode and save their outputs in place, as committed.
+
+    Run them in course order: each one adds its row to the results table (data/results.json)."""
+    paths = notebook_paths(names)
+    python = setup()
+    env = dict(os.environ, LLMCOURSE_QUICK="0")
+    for path in paths:
+        start = time.perf_counter()
+        run(python, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--inplace",
+            "--ExecutePreprocessor.timeout=-1", path, env=env)
+        run(python, "-c", STRIP_WIDGET_STATE, path)
+        print(f"{path.name}: ran in {time.perf_counter() - start:.0f} s", flush=True)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["lab", "test", "setup"],
-                        help="lab: set up and open JupyterLab; test: set up and run all tests; setup: only set up")
+    parser.add_argument("command", choices=["lab", "test", "setup", "refresh"],
+                        help="lab: set up and open JupyterLab; test: set up and run all tests; setup: only set up; "
+                             "refresh: re-run notebooks (all, or those named) in full mode, saving their outputs")
     args, extra = parser.parse_known_args()
+    if args.command == "refresh":
+        return refresh(extra)
     if args.command == "setup":
         setup()
         return 0
