@@ -109,7 +109,7 @@ def refresh(names: list[str]) -> int:
         start = time.perf_counter()
         run(python, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--inplace",
             "--ExecutePreprocessor.timeout=-1", path, env=env)
-        run(python, "-c", STRIP_WIDGET_STATE, path)
+        subprocess.run([str(python), "-c", STRIP_WIDGET_STATE, str(path)], check=True, cwd=ROOT)
         print(f"{path.name}: ran in {time.perf_counter() - start:.0f} s", flush=True)
     return 0
 
