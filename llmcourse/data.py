@@ -34,6 +34,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from .config import cache_dir, data_dir
+from .files import atomic_write
 from .text import Vocab, build_vocab_from_iterator
 
 __all__ = [
@@ -188,18 +189,15 @@ def _url(spec: DatasetSpec, entry: Split) -> str:
 def download(url: str, dest: Path, sha256: str | None = None, timeout: float = DOWNLOAD_TIMEOUT) -> Path:
     """Download ``url`` to ``dest`` with a progress bar, verify its sha256 (if given), then rename.
 
-    The bytes go to a temporary file beside ``dest``; on any failure it is removed, so the cache
-    never holds half a file.
+    The bytes go to a temporary file beside ``dest`` (:func:`llmcourse.files.atomic_write`); on any
+    failure it is removed, so the cache never holds half a file.
     """
     from tqdm.auto import tqdm
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    digest = hashlib.sha256()
-    try:
+    def fetch(tmp: Path) -> None:
+        digest = hashlib.sha256()
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response, os.fdopen(fd, "wb") as out:
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
                 total = int(response.headers.get("Content-Length") or 0) or None
                 with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, leave=False) as bar:
                     while chunk := response.read(1 << 20):
@@ -214,10 +212,8 @@ def download(url: str, dest: Path, sha256: str | None = None, timeout: float = D
         if sha256 is not None and digest.hexdigest() != sha256:
             raise DataError(f"The download of {url} is corrupted: its sha256 is {digest.hexdigest()}, "
                             f"expected {sha256}. Nothing was cached; run again to retry.")
-        os.replace(tmp, dest)
-        return dest
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    return atomic_write(dest, fetch)
 
 
 def _download_split(spec: DatasetSpec, split: str, dest: Path) -> None:
@@ -234,7 +230,8 @@ def _download_split(spec: DatasetSpec, split: str, dest: Path) -> None:
         except Exception as exc:  # pyarrow raises several types for a damaged file
             raise DataError(f"The download of {url} is not a readable Parquet file ({exc}). "
                             "Nothing was cached; run again to retry.") from exc
-        staged = Path(workdir) / entry.filename
+
+        staged = Path(workdir) / entry.filename  # the official name, for the check's message
         with open(staged, "w", encoding="utf-8", newline="") as out:
             if spec.name == "wikitext-2":
                 for line in table.column("text").to_pylist():
