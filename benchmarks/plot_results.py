@@ -19,16 +19,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from llmcourse.files import atomic_write  # noqa: E402
+from llmcourse.results import format_seconds  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _where(result: dict) -> str:
     return "GPU" if result["machine"].startswith("GPU") else "CPU"
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def bars(results: Path = RESULTS) -> list[tuple[str, float, str]]:
@@ -39,13 +36,13 @@ def bars(results: Path = RESULTS) -> list[tuple[str, float, str]]:
         for row in ngram["orders"]:
             if row["order"] in (3, 5) and row["smoothing"] == "mkn":
                 out.append((f"{row['order']}-gram\nKneser-Ney", row["test_ppl"],
-                            f"{_minutes(row['fit_seconds'])}, {_where(ngram)}"))
+                            f"{format_seconds(row['fit_seconds'])}, {_where(ngram)}"))
     for name, label in (("rnn_lm", "LSTM\n{n_layers}×{d_hidden}"), ("transformer_lm", "Transformer\n{n_layers}×{d_model}")):
         if (path := results / f"{name}.json").is_file():
             r = json.loads(path.read_text())
             if "SHORTENED" in r.get("note", ""):
                 continue  # a partial run is not a result to plot
-            out.append((label.format(**r["model"]), r["test_ppl"], f"{_minutes(r['train_seconds'])}, {_where(r)}"))
+            out.append((label.format(**r["model"]), r["test_ppl"], f"{format_seconds(r['train_seconds'])}, {_where(r)}"))
     return out
 
 

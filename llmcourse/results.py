@@ -20,7 +20,7 @@ from pathlib import Path
 from .config import cache_dir, is_quick, machine
 from .files import atomic_write
 
-__all__ = ["results_path", "current_mode", "record", "load", "show", "plot"]
+__all__ = ["results_path", "current_mode", "record", "load", "show", "plot", "format_seconds"]
 
 
 def results_path() -> Path:
@@ -54,7 +54,8 @@ def record(model: str, *, valid_ppl: float, test_ppl: float, train_seconds: floa
     return row
 
 
-def _fmt_time(seconds: float | None) -> str:
+def format_seconds(seconds: float | None) -> str:
+    """A training time as the table shows it: seconds under two minutes, else minutes."""
     if seconds is None:
         return "–"
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
@@ -65,7 +66,7 @@ def show(path: Path | None = None, mode: str | None = "current"):
     rows = load(path, mode)
     lines = ["| model | valid ppl | test ppl | training time | mode | machine |", "|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['valid_ppl']:.1f} | {r['test_ppl']:.1f} | {_fmt_time(r['train_seconds'])} "
+        lines.append(f"| {r['model']} | {r['valid_ppl']:.1f} | {r['test_ppl']:.1f} | {format_seconds(r['train_seconds'])} "
                      f"| {r['mode']} | {r['machine']} |")
     text = "\n".join(lines)
     try:
