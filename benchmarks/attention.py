@@ -20,7 +20,7 @@ import torch
 from llmcourse.attention import attention_cost
 from llmcourse.config import get_device, machine
 
-from _report import save  # benchmarks/_report.py
+from _common import save  # benchmarks/_common.py
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from llmcourse import bert
 from llmcourse.config import get_device, seed_everything
 
-from _report import save, stamp  # benchmarks/_report.py
+from _common import save, stamp  # benchmarks/_common.py
 
 ROOT = Path(__file__).resolve().parent
 TARGETS = {"gpu": (0.90, 300.0), "cpu": (0.85, None), "quick": (0.0, None)}

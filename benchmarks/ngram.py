@@ -29,7 +29,7 @@ from llmcourse.config import machine  # noqa: E402
 from llmcourse.data import WikiText2, tokenize_lines, wikitext2_vocab  # noqa: E402
 from llmcourse.ngram import NGramLM  # noqa: E402
 
-from _report import save  # noqa: E402  (benchmarks/_report.py)
+from _common import save  # noqa: E402  (benchmarks/_common.py)
 
 # KenLM lmplz -o N (modified Kneser-Ney), wiki.train.tokens, one sentence per line, <unk> ordinary,
 # one </s> per line counted: the figures quoted in issue 3 (fit: 14 s for -o 5 on these machines).

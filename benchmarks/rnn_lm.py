@@ -15,19 +15,17 @@ Run heavy CPU jobs under ``flock /tmp/llmcourse-cpu.lock``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
 import torch
 
-from llmcourse.config import get_device, seed_everything
-from llmcourse.data import BPTTIterator, WikiText2, batchify, numericalize, tokenize_lines, wikitext2_vocab
+from llmcourse.data import BPTTIterator, batchify
 from llmcourse.rnn import RNNLM, wikitext2_recipe
 from llmcourse.training import evaluate_perplexity, train
 
-from _report import save, stamp  # benchmarks/_report.py
+from _common import lm_arguments, lm_start, save, stamp  # benchmarks/_common.py
 
 ROOT = Path(__file__).resolve().parent
 GPU_TARGET_PPL, GPU_TARGET_SECONDS = 86.7, 600.0
@@ -43,27 +41,9 @@ def ngram_baseline() -> float:
 
 
 def main() -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--kind", choices=["auto", "quick", "cpu", "gpu"], default="auto",
-                        help="recipe from llmcourse.rnn.wikitext2_recipe; auto: gpu on CUDA, else cpu")
-    parser.add_argument("--max-steps", type=int, default=None, help="override the recipe's number of steps")
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "rnn_lm.json")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-
-    device = get_device()
-    kind = args.kind if args.kind != "auto" else ("gpu" if device.type == "cuda" else "cpu")
-    seed_everything(args.seed)
-    t0 = time.perf_counter()
-    vocab = wikitext2_vocab()
-    ids = {s: numericalize(tokenize_lines(WikiText2(s)), vocab) for s in ("train", "valid", "test")}
-    data_seconds = time.perf_counter() - t0
-
-    recipe = wikitext2_recipe(kind, len(vocab))
-    if args.max_steps is not None:
-        recipe.train.max_steps = args.max_steps
-    recipe.train.progress = False
-    train_ids = ids["train"] if recipe.train_tokens is None else ids["train"][: recipe.train_tokens]
+    args = lm_arguments(__doc__, "llmcourse.rnn.wikitext2_recipe", ROOT / "results" / "rnn_lm.json").parse_args()
+    run = lm_start(args, wikitext2_recipe)
+    device, kind, recipe, ids, train_ids = run.device, run.kind, run.recipe, run.ids, run.train_ids
     train_data = BPTTIterator(batchify(train_ids, recipe.batch_size), recipe.bptt)
     valid_data = BPTTIterator(batchify(ids["valid"], recipe.eval_batch_size), recipe.eval_bptt)
     test_data = BPTTIterator(batchify(ids["test"], recipe.eval_batch_size), recipe.eval_bptt)
@@ -94,7 +74,7 @@ def main() -> dict:
         "train_tokens": history.train_tokens,
         "train_seconds": round(history.train_seconds, 1),
         "tokens_per_second": round(history.train_tokens / history.train_seconds),
-        "data_seconds": round(data_seconds, 1),
+        "data_seconds": round(run.data_seconds, 1),
         "eval_seconds": round(eval_seconds, 1),
         "best_step": history.best_step,
         "valid_curve": [(r["step"], round(r["ppl"], 2)) for r in history.valid],

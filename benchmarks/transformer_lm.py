@@ -20,7 +20,6 @@ switch it off). Prints its figures and saves them to ``benchmarks/results/transf
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -31,12 +30,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from llmcourse.attention import has_fused_attention
-from llmcourse.config import get_device, seed_everything
-from llmcourse.data import LMWindowDataset, WikiText2, numericalize, tokenize_lines, wikitext2_vocab
+from llmcourse.data import LMWindowDataset
 from llmcourse.training import evaluate_perplexity, train
 from llmcourse.transformer import TransformerLM, model_flops_per_token, wikitext2_recipe
 
-from _report import save, stamp  # benchmarks/_report.py
+from _common import lm_arguments, lm_start, save, stamp  # benchmarks/_common.py
 
 ROOT = Path(__file__).resolve().parent
 GPU_TARGET_PPL, GPU_TARGET_SECONDS, GPU_TARGET_MFU = 90.0, 900.0, 0.35
@@ -68,35 +66,18 @@ def cpu_peak() -> tuple[float, str]:
 
 
 def main() -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--kind", choices=["auto", "quick", "cpu", "gpu"], default="auto",
-                        help="recipe from llmcourse.transformer.wikitext2_recipe; auto: gpu on CUDA, else cpu")
-    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (a shorter run)")
+    parser = lm_arguments(__doc__, "llmcourse.transformer.wikitext2_recipe",
+                          ROOT / "results" / "transformer_lm.json")
     parser.add_argument("--no-compile", action="store_true", help="do not torch.compile (CUDA only anyway)")
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "transformer_lm.json")
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-
-    device = get_device()
-    kind = args.kind if args.kind != "auto" else ("gpu" if device.type == "cuda" else "cpu")
-    seed_everything(args.seed)
+    run = lm_start(args, wikitext2_recipe)
+    device, kind, recipe, ids, train_ids = run.device, run.kind, run.recipe, run.ids, run.train_ids
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    t0 = time.perf_counter()
-    vocab = wikitext2_vocab()
-    ids = {s: numericalize(tokenize_lines(WikiText2(s)), vocab) for s in ("train", "valid", "test")}
-    data_seconds = time.perf_counter() - t0
-
-    recipe = wikitext2_recipe(kind, len(vocab))
-    full_steps = recipe.train.max_steps
-    if args.max_steps is not None:
-        recipe.train.max_steps = args.max_steps
     if args.no_compile:
         recipe.train.compile = False
-    recipe.train.progress = False
     ctx = recipe.model.max_context
-    train_ids = ids["train"] if recipe.train_tokens is None else ids["train"][: recipe.train_tokens]
     pin = device.type == "cuda"
     train_data = DataLoader(LMWindowDataset(train_ids, ctx), batch_size=recipe.batch_size, shuffle=True,
                             drop_last=True, pin_memory=pin)
@@ -130,7 +111,7 @@ def main() -> dict:
     result = stamp("transformer_lm", device, kind=kind) | {
         "note": recipe.note + ("" if device.type == "cuda" else
                                "; CPU run (no GPU was available for this work)")
-        + (f"; SHORTENED to {args.max_steps} of the recipe's {full_steps} steps" if args.max_steps else ""),
+        + (f"; SHORTENED to {args.max_steps} of the recipe's {run.recipe_steps} steps" if args.max_steps else ""),
         "model": vars(recipe.model),
         "parameters": model.num_parameters(),
         "non_embedding_parameters": model.num_parameters(non_embedding=True),
@@ -151,7 +132,7 @@ def main() -> dict:
         "bf16": device.type == "cuda" and recipe.train.bf16,
         "fused_attention": has_fused_attention(),
         "compiled": device.type == "cuda" and recipe.train.compile,
-        "data_seconds": round(data_seconds, 1),
+        "data_seconds": round(run.data_seconds, 1),
         "eval_seconds": round(eval_seconds, 1),
         "best_step": history.best_step,
         "valid_curve": [(r["step"], round(r["ppl"], 2)) for r in history.valid],

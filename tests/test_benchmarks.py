@@ -23,7 +23,7 @@ def test_script_help(script):
 
 def test_save_writes_everything_prints_the_summary(tmp_path, capsys, monkeypatch):
     monkeypatch.syspath_prepend(str(BENCHMARKS))
-    from _report import save, stamp
+    from _common import save, stamp
 
     result = stamp("demo", kind="cpu") | {"ppl": 123.4, "valid_curve": [[1, 500.0], [2, 300.0]]}
     assert list(result)[:4] == ["benchmark", "kind", "machine", "date"]
