@@ -26,7 +26,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import MultiHeadAttention
@@ -315,14 +314,17 @@ def to_gpt2(model: TransformerLM, **config_overrides):
         for conv1d, weight, bias in pairs:
             conv1d.weight.copy_(weight.T)  # Conv1D: (in, out) = nn.Linear's weight transposed
             conv1d.bias.copy_(bias)
-        for ln_ours, ln_theirs in ((ours.ln1, theirs.ln_1), (ours.ln2, theirs.ln_2)):
-            ln_theirs.weight.copy_(ln_ours.weight)
-            ln_theirs.bias.copy_(ln_ours.bias)
-    t.ln_f.weight.copy_(model.ln_f.weight)
-    t.ln_f.bias.copy_(model.ln_f.bias)
+        _copy_layer_norm(theirs.ln_1, ours.ln1)
+        _copy_layer_norm(theirs.ln_2, ours.ln2)
+    _copy_layer_norm(t.ln_f, model.ln_f)
     if not c.tie_weights:
         hf.lm_head.weight.copy_(model.lm_head.weight)
     return hf.to(model.tok_embed.weight.device)
+
+
+def _copy_layer_norm(dst: nn.LayerNorm, src: nn.LayerNorm) -> None:
+    dst.weight.copy_(src.weight)
+    dst.bias.copy_(src.bias)
 
 
 @torch.no_grad()
@@ -351,11 +353,9 @@ def from_gpt2(hf_model) -> TransformerLM:
         for linear, conv1d in ((ours.ff.fc, theirs.mlp.c_fc), (ours.ff.proj, theirs.mlp.c_proj)):
             linear.weight.copy_(conv1d.weight.T)
             linear.bias.copy_(conv1d.bias)
-        for ln_ours, ln_theirs in ((ours.ln1, theirs.ln_1), (ours.ln2, theirs.ln_2)):
-            ln_ours.weight.copy_(ln_theirs.weight)
-            ln_ours.bias.copy_(ln_theirs.bias)
-    model.ln_f.weight.copy_(t.ln_f.weight)
-    model.ln_f.bias.copy_(t.ln_f.bias)
+        _copy_layer_norm(ours.ln1, theirs.ln_1)
+        _copy_layer_norm(ours.ln2, theirs.ln_2)
+    _copy_layer_norm(model.ln_f, t.ln_f)
     if not config.tie_weights:
         model.lm_head.weight.copy_(hf_model.lm_head.weight)
     return model.to(t.wte.weight.device).eval()
