@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from llmcourse.attention import MultiHeadAttention, capture_attention
 from llmcourse.decoding import generate, top_k_filter
