@@ -69,6 +69,19 @@ class LMRun:
         tokens = self.recipe.train_tokens
         return self.ids["train"] if tokens is None else self.ids["train"][:tokens]
 
+    def outcome(self, history, valid_ppl: float, test_ppl: float, eval_seconds: float) -> dict:
+        """The figures every language-model benchmark ends its result with."""
+        cuda = self.device.type == "cuda"
+        return {
+            "data_seconds": round(self.data_seconds, 1),
+            "eval_seconds": round(eval_seconds, 1),
+            "best_step": history.best_step,
+            "valid_curve": [(r["step"], round(r["ppl"], 2)) for r in history.valid],
+            "valid_ppl": round(valid_ppl, 2),
+            "test_ppl": round(test_ppl, 2),
+            "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
+        }
+
 
 def lm_start(args: argparse.Namespace, wikitext2_recipe: Callable) -> LMRun:
     """Pick the device and recipe kind, seed, load WikiText-2 and the recipe (no progress bars)."""

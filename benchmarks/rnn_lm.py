@@ -74,14 +74,7 @@ def main() -> dict:
         "train_tokens": history.train_tokens,
         "train_seconds": round(history.train_seconds, 1),
         "tokens_per_second": round(history.train_tokens / history.train_seconds),
-        "data_seconds": round(run.data_seconds, 1),
-        "eval_seconds": round(eval_seconds, 1),
-        "best_step": history.best_step,
-        "valid_curve": [(r["step"], round(r["ppl"], 2)) for r in history.valid],
-        "valid_ppl": round(valid_ppl, 2),
-        "test_ppl": round(test_ppl, 2),
-        "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.type == "cuda" else None,
-    }
+    } | run.outcome(history, valid_ppl, test_ppl, eval_seconds)
     if kind == "gpu":
         result["target"] = {"test_ppl": GPU_TARGET_PPL, "train_seconds": GPU_TARGET_SECONDS}
         result["target_met"] = test_ppl <= GPU_TARGET_PPL and history.train_seconds < GPU_TARGET_SECONDS

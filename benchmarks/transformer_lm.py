@@ -132,14 +132,7 @@ def main() -> dict:
         "bf16": device.type == "cuda" and recipe.train.bf16,
         "fused_attention": has_fused_attention(),
         "compiled": device.type == "cuda" and recipe.train.compile,
-        "data_seconds": round(run.data_seconds, 1),
-        "eval_seconds": round(eval_seconds, 1),
-        "best_step": history.best_step,
-        "valid_curve": [(r["step"], round(r["ppl"], 2)) for r in history.valid],
-        "valid_ppl": round(valid_ppl, 2),
-        "test_ppl": round(test_ppl, 2),
-        "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.type == "cuda" else None,
-    }
+    } | run.outcome(history, valid_ppl, test_ppl, eval_seconds)
     try:
         lstm = json.loads((ROOT / "results" / "rnn_lm.json").read_text())
         result["lstm_reference"] = {"kind": lstm.get("kind"), "test_ppl": lstm.get("test_ppl")}
