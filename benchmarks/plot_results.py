@@ -1,6 +1,6 @@
 """The README's comparison plot: test perplexity on WikiText-2 of every model the benchmarks measured.
 
-Reads ``benchmarks/results/{ngram,rnn_lm,transformer_lm}.json`` (whatever is there) and writes
+Reads ``benchmarks/results/ngram.json`` and the races ``race_*.json`` (whatever is there) and writes
 ``benchmarks/results/perplexity.png``; each bar is labelled with its perplexity, its training
 time and the machine kind of the run. Nothing is measured here: re-run the benchmarks first.
 
@@ -37,12 +37,16 @@ def bars(results: Path = RESULTS) -> list[tuple[str, float, str]]:
             if row["order"] in (3, 5) and row["smoothing"] == "mkn":
                 out.append((f"{row['order']}-gram\nKneser-Ney", row["test_ppl"],
                             f"{format_seconds(row['fit_seconds'])}, {_where(ngram)}"))
-    for name, label in (("rnn_lm", "LSTM\n{n_layers}×{d_hidden}"), ("transformer_lm", "Transformer\n{n_layers}×{d_model}")):
-        if (path := results / f"{name}.json").is_file():
-            r = json.loads(path.read_text())
+    labels = {"lstm": "LSTM\n{n_layers}×{d_hidden}", "transformer": "Transformer\n{n_layers}×{d_model}"}
+    for path in sorted(results.glob("race_*.json")):
+        race = json.loads(path.read_text())
+        if race.get("kind") == "quick":
+            continue  # CI's tiny models are not a result
+        for name, r in race["models"].items():
             if "SHORTENED" in r.get("note", ""):
                 continue  # a partial run is not a result to plot
-            out.append((label.format(**r["model"]), r["test_ppl"], f"{format_seconds(r['train_seconds'])}, {_where(r)}"))
+            out.append((labels[name].format(**r["model_config"]), r["test_ppl"],
+                        f"{format_seconds(r['train_seconds'])}, {_where(race)}"))
     return out
 
 
@@ -52,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = bars()
     if not rows:
-        raise SystemExit(f"No benchmark results in {RESULTS}: run benchmarks/ngram.py, rnn_lm.py, transformer_lm.py.")
+        raise SystemExit(f"No benchmark results in {RESULTS}: run benchmarks/ngram.py and benchmarks/race.py.")
     fig, ax = plt.subplots(figsize=(1.6 * len(rows) + 1.5, 3.4), dpi=80)
     values = [v for _, v, _ in rows]
     drawn = ax.bar(range(len(rows)), values, color=["tab:gray" if "gram" in label else "tab:blue" for label, _, _ in rows])

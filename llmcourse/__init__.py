@@ -14,8 +14,11 @@ One concept, one module (and one notebook):
 ``llmcourse.seq2seq``     the synthetic encoder–decoder task of notebook 03
 ``llmcourse.transformer`` a GPT-style Transformer LM, export to GPT-2 (notebook 04)
 ``llmcourse.bert``        masked LM, a BERT encoder, SST-2 fine-tuning helpers (notebook 05)
-``llmcourse.training``    the one training loop, exact perplexity, checkpoints
-``llmcourse.plotting``    training curves, Zipf plots
+``llmcourse.heads``       the output layer both LMs share: full or adaptive softmax (02, 04)
+``llmcourse.training``    the one training loop (steps or a time budget), perplexity, checkpoints
+``llmcourse.precision``   bf16 / fp16 / fp32 and torch.compile by the device (04)
+``llmcourse.recipes``     one recipe shape for the LSTM, the Transformer and BERT (02, 04, 05)
+``llmcourse.plotting``    training curves, the race, Zipf plots
 ``llmcourse.exercises``   exercises with checkers and hidden solutions
 ========================  ===========================================================
 """

@@ -49,7 +49,6 @@ __all__ = [
     "BertConfig",
     "BertEncoder",
     "BertForMaskedLM",
-    "sst2_recipe",
     "mlm_recipe",
     "sst2_datasets",
     "accuracy_f1",
@@ -450,27 +449,6 @@ class BertForMaskedLM(nn.Module):
 # --------------------------------------------------------------------------------------------
 # Fine-tuning helpers (Hugging Face Trainer)
 # --------------------------------------------------------------------------------------------
-def sst2_recipe(kind: str | None = None) -> dict[str, Any]:
-    """How much of SST-2 to fine-tune on, and how, for ``kind`` = ``"quick"``, ``"cpu"`` or ``"gpu"``
-    (default: by the mode and device, :func:`llmcourse.config.by_mode`). Notebook 05 and
-    ``benchmarks/bert_sst2.py`` both train with it.
-
-    CPU: a random subset of the 67,349 training phrases sized for the notebook's 15-minute budget
-    on 2 cores. GPU: the whole training set, three epochs.
-    """
-    from .config import by_mode
-
-    recipes = {
-        "quick": dict(n_train=256, epochs=1, batch_size=16, lr=2e-4, eval_steps=8, loop_steps=4, n_dev=128),
-        "cpu": dict(n_train=20000, epochs=1, batch_size=16, lr=1e-4, eval_steps=250, loop_steps=40, n_dev=None),
-        "gpu": dict(n_train=None, epochs=3, batch_size=64, lr=1e-4, eval_steps=500, loop_steps=1000, n_dev=None),
-    }
-    kind = kind or by_mode(quick="quick", cpu="cpu", gpu="gpu")
-    if kind not in recipes:
-        raise ValueError(f"kind={kind!r}: choose 'quick', 'cpu' or 'gpu'.")
-    return {"kind": kind, **recipes[kind]}
-
-
 def mlm_recipe(kind: str | None = None) -> dict[str, Any]:
     """The small masked-LM run of notebook 05 on WikiText-2: model size, lines of text, steps."""
     from .config import by_mode

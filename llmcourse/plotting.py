@@ -1,4 +1,4 @@
-"""Plots every notebook uses: training curves and word-frequency (Zipf) plots.
+"""Plots every notebook uses: training curves, the race of notebook 04, and word-frequency (Zipf) plots.
 
 Each function draws on a Matplotlib figure and returns it, so a notebook shows it and a script
 can save it.
@@ -11,33 +11,41 @@ from typing import Iterable, Mapping
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import ScalarFormatter
 
 from .training import History
 
-__all__ = ["plot_history", "plot_zipf"]
+__all__ = ["plot_history", "plot_race", "plot_zipf"]
 
 
-def plot_history(history: History | Mapping, title: str | None = None):
-    """Training and validation loss, perplexity (log scale) and learning rate against the step."""
+def plot_history(history: History | Mapping, title: str | None = None, x: str = "auto"):
+    """Training and validation loss, perplexity (log scale) and learning rate against the step, or
+    against the seconds of training (``x="seconds"``; ``"auto"``: seconds for a budget run)."""
     if isinstance(history, Mapping):
         history = History.from_dict(dict(history))
+    if x == "auto":
+        x = "seconds" if history.budget_seconds is not None else "step"
+    if x not in {"step", "seconds"}:
+        raise ValueError(f"x={x!r}: choose 'step', 'seconds' or 'auto'.")
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
     train, valid = history.train, history.valid
     if train:
-        steps = [r["step"] for r in train]
+        steps = [r[x] for r in train]
         axes[0].plot(steps, [r["loss"] for r in train], label="train", alpha=0.8)
         axes[1].plot(steps, [r["ppl"] for r in train], label="train", alpha=0.8)
         axes[2].plot(steps, [r["lr"] for r in train], color="tab:green")
     if valid:
-        vsteps = [r["step"] for r in valid]
+        vsteps = [r[x] for r in valid]
         axes[0].plot(vsteps, [r["loss"] for r in valid], "o-", label="valid")
         axes[1].plot(vsteps, [r["ppl"] for r in valid], "o-", label="valid")
-        if history.best_step is not None:
+        best = [r[x] for r in valid if r["step"] == history.best_step]
+        if best:
             for ax in axes[:2]:
-                ax.axvline(history.best_step, color="grey", ls=":", lw=1, label="best")
-    axes[0].set(xlabel="step", ylabel="cross-entropy (nats/token)", title="loss")
-    axes[1].set(xlabel="step", ylabel="perplexity", title="perplexity", yscale="log")
-    axes[2].set(xlabel="step", ylabel="learning rate", title="schedule")
+                ax.axvline(best[0], color="grey", ls=":", lw=1, label="best")
+    label = "step" if x == "step" else "seconds of training"
+    axes[0].set(xlabel=label, ylabel="cross-entropy (nats/token)", title="loss")
+    axes[1].set(xlabel=label, ylabel="perplexity", title="perplexity", yscale="log")
+    axes[2].set(xlabel=label, ylabel="learning rate", title="schedule")
     for ax in axes[:2]:
         ax.legend()
         ax.grid(alpha=0.3)
@@ -46,6 +54,33 @@ def plot_history(history: History | Mapping, title: str | None = None):
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def plot_race(curves: Mapping[str, Iterable[tuple[float, float]]], baselines: Mapping[str, float] | None = None,
+              budget_seconds: float | None = None, title: str = "the race: validation perplexity on the same clock",
+              ax=None):
+    """Validation perplexity against seconds of training, one line per model (``name -> [(seconds, ppl)]``),
+    each baseline (an n-gram: ``name -> perplexity``) as a horizontal line, the budget as a vertical one."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4))
+    for name, curve in curves.items():
+        points = sorted(curve)
+        if points:
+            ax.plot([s for s, _ in points], [p for _, p in points], "o-", label=name)
+            ax.annotate(f"{points[-1][1]:.0f}", points[-1], textcoords="offset points", xytext=(5, 0), fontsize=8)
+    for name, value in (baselines or {}).items():
+        ax.axhline(value, color="grey", ls="--", lw=1)
+        ax.text(0.01, value, f" {name}: {value:.0f}", transform=ax.get_yaxis_transform(), va="bottom", fontsize=8,
+                color="grey")
+    if budget_seconds:
+        ax.axvline(budget_seconds, color="black", ls=":", lw=1, label=f"budget {budget_seconds:.0f} s")
+    ax.set(xlabel="seconds of training", ylabel="validation perplexity", yscale="log", title=title)
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(ScalarFormatter())
+    ax.tick_params(axis="y", which="minor", labelsize=7)
+    ax.legend()
+    ax.grid(alpha=0.3, which="both")
+    return ax.figure
 
 
 def plot_zipf(counts: Counter | Mapping[str, int] | Iterable[int], label: str | None = None, ax=None):

@@ -4,8 +4,9 @@ The notebook builds the recurrence ``h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} +
 cells, shows that :class:`ScratchRNN` equals ``torch.nn.RNN`` on the same weights, makes vanishing
 gradients visible with :func:`grad_norms_through_time`, and then trains :class:`RNNLM` (an
 embedding, dropout, a stacked RNN / LSTM / GRU, and a decoder: tied to the embedding, or an
-adaptive softmax where a full softmax over 33,278 words is too slow, on a CPU) with the course's
-shared loop, :func:`llmcourse.training.train`.
+adaptive softmax where a full softmax over 33,278 words is too slow, on a CPU: the
+:class:`llmcourse.heads.OutputLayer` that the Transformer of notebook 04 shares) with the course's
+shared loop, :func:`llmcourse.training.train`. Its recipes live in :mod:`llmcourse.recipes`.
 
 Shapes are batch first everywhere: ids ``(batch, time)``, hidden sequences ``(batch, time, hidden)``,
 recurrent states ``(layers, batch, hidden)`` (a pair ``(h, c)`` of them for an LSTM).
@@ -18,11 +19,10 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .exercises import Exercise
-from .training import TrainConfig, lm_loss
+from .heads import OutputLayer, check_cutoffs
 
 __all__ = [
     "rnn_cell_step",
@@ -34,8 +34,6 @@ __all__ = [
     "RNNLM",
     "rnn_step_exercise",
     "detach_exercise",
-    "Recipe",
-    "wikitext2_recipe",
 ]
 
 State = Any  # a Tensor (RNN, GRU), a pair of Tensors (LSTM), or None
@@ -177,15 +175,7 @@ class RNNConfig:
     def __post_init__(self) -> None:
         if self.cell not in _CELLS:
             raise ValueError(f"cell={self.cell!r}: choose one of {sorted(_CELLS)}.")
-        if self.adaptive_cutoffs is not None:
-            self.adaptive_cutoffs = tuple(int(c) for c in self.adaptive_cutoffs)  # JSON gives back a list
-            if list(self.adaptive_cutoffs) != sorted(set(self.adaptive_cutoffs)) or not (
-                    0 < self.adaptive_cutoffs[0] and self.adaptive_cutoffs[-1] < self.vocab_size):
-                raise ValueError(f"adaptive_cutoffs={self.adaptive_cutoffs} must increase strictly, between 1 and "
-                                 f"vocab_size - 1 = {self.vocab_size - 1}.")
-            if self.tie_weights:
-                raise ValueError("tie_weights=True needs the full softmax: the adaptive softmax has its own "
-                                 "output projections. Set tie_weights=False or adaptive_cutoffs=None.")
+        self.adaptive_cutoffs = check_cutoffs(self.adaptive_cutoffs, self.vocab_size, self.tie_weights)
         if self.tie_weights and self.d_hidden != self.d_embed:
             raise ValueError(f"Weight tying shares one (vocab, d) matrix between the embedding and the decoder: "
                              f"d_hidden={self.d_hidden} must equal d_embed={self.d_embed}.")
@@ -216,54 +206,33 @@ class RNNLM(nn.Module):
         kwargs = {"nonlinearity": "tanh"} if c.cell == "rnn" else {}
         self.rnn = _CELLS[c.cell](c.d_embed, c.d_hidden, c.n_layers, batch_first=True,
                                   dropout=c.dropout if c.n_layers > 1 else 0.0, **kwargs)
-        self.decoder: nn.Linear | None = None
-        self.adaptive: nn.AdaptiveLogSoftmaxWithLoss | None = None
-        if c.adaptive_cutoffs is not None:
-            self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(c.d_hidden, c.vocab_size, list(c.adaptive_cutoffs),
-                                                          div_value=c.adaptive_div_value)
-        else:
-            self.decoder = nn.Linear(c.d_hidden, c.vocab_size)
+        self.head = OutputLayer(c.d_hidden, c.vocab_size, c.adaptive_cutoffs, div_value=c.adaptive_div_value,
+                                tie_to=self.embed if c.tie_weights else None)
         self._init_weights()
-        if c.tie_weights:
-            self.decoder.weight = self.embed.weight  # one matrix: word vectors in and out
 
     def _init_weights(self) -> None:
         r = self.config.init_range
-        nn.init.uniform_(self.embed.weight, -r, r)
-        if self.decoder is not None:
-            nn.init.uniform_(self.decoder.weight, -r, r)
-            nn.init.zeros_(self.decoder.bias)
+        nn.init.uniform_(self.embed.weight, -r, r)  # the tied decoder too: it is the same matrix
+        if self.head.linear is not None:
+            if not self.config.tie_weights:
+                nn.init.uniform_(self.head.linear.weight, -r, r)
+            nn.init.zeros_(self.head.linear.bias)
 
     def forward(self, x: Tensor, state: State = None) -> tuple[Tensor, State]:
         if x.dim() != 2:
             raise ValueError(f"RNNLM expects ids of shape (batch, time), got {tuple(x.shape)}; "
                              "add a batch dimension with x.unsqueeze(0).")
         hidden, state = self.rnn(self.drop(self.embed(x)), state)
-        hidden = self.drop(hidden)
-        if self.decoder is not None:
-            return self.decoder(hidden), state
-        return hidden, state
+        return self.head(self.drop(hidden)), state
 
     def loss_fn(self, output: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """The training loop's loss hook: summed negative log-likelihood of ``y`` ``(batch, time)``
         (positions holding -100 ignored) and the number of tokens scored."""
-        if self.adaptive is None:
-            return lm_loss(output, y)
-        flat, targets = output.reshape(-1, output.size(-1)).float(), y.reshape(-1)
-        keep = targets != -100
-        if not bool(keep.all()):
-            flat, targets = flat[keep], targets[keep]
-        if targets.numel() == 0:
-            return flat.sum() * 0.0, keep.sum()
-        # .output is log P(target) under the full (adaptive) distribution: exact, not an approximation
-        return -self.adaptive(flat, targets).output.sum(), keep.sum()
+        return self.head.loss(output, y)
 
     def log_probs(self, output: Tensor) -> Tensor:
         """Log-probabilities over the whole vocabulary from :meth:`forward`'s output: ``(..., vocab)``."""
-        if self.adaptive is None:
-            return F.log_softmax(output.float(), dim=-1)
-        flat = output.reshape(-1, output.size(-1)).float()
-        return self.adaptive.log_prob(flat).view(*output.shape[:-1], self.config.vocab_size)
+        return self.head.log_probs(output)
 
     def num_parameters(self) -> int:
         """Trainable parameters, a tied matrix counted once."""
@@ -341,54 +310,3 @@ detach_exercise = _StateExercise(
     cases=_detach_cases(),
     hint_text="Tensor.detach() returns the same values without a grad_fn; treat a tuple element by element.",
 )
-
-
-# --------------------------------------------------------------------------------------------
-# Recipes: the sizes notebook 02 and benchmarks/rnn_lm.py train on WikiText-2
-# --------------------------------------------------------------------------------------------
-@dataclass
-class Recipe:
-    """A model, a training configuration and the batching that goes with them."""
-
-    model: RNNConfig
-    train: TrainConfig
-    batch_size: int  # rows of the batchified training stream
-    bptt: int  # window length of truncated BPTT
-    train_tokens: int | None = None  # use only the first tokens of the training stream (quick mode)
-    # validation and test: rows of a batchified stream, windows of eval_bptt, the state carried across.
-    # More rows mean fewer sequential steps (much faster on a CPU); batchify drops the last
-    # n % rows tokens and each row's first token is not predicted: 63 of 217,646 tokens at most.
-    eval_batch_size: int = 32
-    eval_bptt: int = 70
-    note: str = ""
-
-
-def wikitext2_recipe(kind: str, vocab_size: int = 33_278) -> Recipe:
-    """The course's recipes for an LSTM on WikiText-2 (notebook 02 and ``benchmarks/rnn_lm.py``).
-
-    ``"quick"``: a tiny model on a slice of the data, seconds to a minute (CI).
-    ``"cpu"``: what fits in a notebook under 15 minutes on 2 CPU cores: the output layer over 33,278
-    words dominates the cost, so an adaptive softmax (untied) replaces the full softmax.
-    ``"gpu"``: the classic tied 2-layer 650-unit LSTM with a full softmax and dropout 0.5.
-    """
-    if kind == "quick":
-        return Recipe(
-            RNNConfig(vocab_size, "lstm", d_embed=64, d_hidden=64, n_layers=1, dropout=0.1, tie_weights=False,
-                      adaptive_cutoffs=(2_000, 10_000)),
-            TrainConfig(max_steps=40, lr=3e-3, warmup_steps=10, eval_every=20, max_eval_batches=20,
-                        log_every=10), batch_size=32, bptt=35, train_tokens=100_000,
-            note="quick mode: a tiny LSTM on the first 100k training tokens")
-    if kind == "cpu":
-        return Recipe(
-            RNNConfig(vocab_size, "lstm", d_embed=256, d_hidden=256, n_layers=2, dropout=0.2, tie_weights=False,
-                      adaptive_cutoffs=(2_000, 10_000)),
-            TrainConfig(max_steps=2_400, lr=3e-3, warmup_steps=50, weight_decay=0.01, eval_every=400,
-                        log_every=25), batch_size=64, bptt=35,
-            note="2 CPU cores: 2-layer 256-unit LSTM, adaptive softmax, about 2.6 epochs")
-    if kind == "gpu":
-        return Recipe(
-            RNNConfig(vocab_size, "lstm", d_embed=650, d_hidden=650, n_layers=2, dropout=0.5, tie_weights=True),
-            TrainConfig(epochs=25, lr=2e-3, warmup_steps=200, weight_decay=0.1, patience=3, log_every=50),
-            batch_size=32, bptt=35,
-            note="one GPU: tied 2-layer 650-unit LSTM (PyTorch word-language-model sizes), AdamW")
-    raise ValueError(f"kind={kind!r}: choose 'quick', 'cpu' or 'gpu'.")

@@ -1,20 +1,32 @@
 """The one training loop of the course, exact perplexity, and checkpoints without pickle.
 
 Every neural notebook (02 RNN, 04 Transformer, 05 BERT's masked-LM warm-up) trains with
-:func:`train`. It takes any model that maps ids to logits:
+:func:`train`. It takes any model that maps ids to an output:
 
 * ``model(x) -> logits`` with ``x: (batch, time)`` and ``logits: (batch, time, vocab)``;
-* or, for a model with ``stateful = True`` (an RNN), ``model(x, state) -> (logits, state)``: the loop
+* or, for a model with ``stateful = True`` (an RNN), ``model(x, state) -> (output, state)``: the loop
   carries the state from one window to the next and detaches it (truncated BPTT).
 
-Targets ``y`` have the shape of ``x``; positions to ignore hold ``-100``. A model whose output is not
-logits (an adaptive softmax, say) passes its own ``loss_fn(output, y) -> (sum of losses, n tokens)``.
+Targets ``y`` have the shape of ``x``; positions to ignore hold ``-100``. The loop knows a model only
+through ``forward`` and two small protocols: :class:`Stateful` (``stateful = True``: carry the
+state) and :class:`OwnLoss` (a ``loss_fn(output, y) -> (sum of losses, n tokens)`` method, for a model
+whose output is not logits, such as one with an adaptive softmax). The course's language models
+(:class:`llmcourse.rnn.RNNLM`, :class:`llmcourse.transformer.TransformerLM`) follow both without
+importing this module; a ``loss_fn`` argument overrides the model's own.
 
-Taught in notebook 00 (perplexity) and notebook 02 (the loop itself).
+A run is as long as a number of steps (``max_steps`` or ``epochs``: bit-for-bit repeatable on a
+CPU) or as long as a **time budget** (``budget_seconds``): then warm-up and decay are fractions of
+the budget, the run ends at its minimum learning rate when the budget is spent, and two models
+given the same budget on the same machine have had the same clock. Time spent validating does not
+count against the budget. Every record of the :class:`History` carries the seconds of training so
+far, so that curves can be drawn against time.
+
+Taught in notebook 00 (perplexity), notebook 02 (the loop itself) and notebook 04 (budgets).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -24,16 +36,19 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Protocol, runtime_checkable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import get_device
 from .files import atomic_write
+from .heads import lm_loss
+from .precision import PRECISIONS, autocast, grad_scaler, resolve_compile, resolve_precision
 
 __all__ = [
+    "Stateful",
+    "OwnLoss",
     "TrainConfig",
     "History",
     "lm_loss",
@@ -41,11 +56,27 @@ __all__ = [
     "evaluate",
     "evaluate_perplexity",
     "lr_at",
+    "lr_at_fraction",
     "save_checkpoint",
     "load_checkpoint",
 ]
 
 LossFn = Callable[[Any, Tensor], tuple[Tensor, Tensor]]
+
+
+@runtime_checkable
+class Stateful(Protocol):
+    """A model that returns a state to be fed back with the next window: ``model(x, state) -> (output, state)``
+    when ``stateful`` is True (an RNN)."""
+
+    stateful: bool
+
+
+@runtime_checkable
+class OwnLoss(Protocol):
+    """A model that scores its own output: ``loss_fn(output, y) -> (summed loss, number of tokens)``."""
+
+    def loss_fn(self, output: Any, y: Tensor) -> tuple[Tensor, Tensor]: ...
 
 
 @dataclass
@@ -54,77 +85,165 @@ class TrainConfig:
 
     epochs: int = 1
     max_steps: int | None = None  # stop after this many optimizer steps, whatever `epochs` says
+    budget_seconds: float | None = None  # train for this many seconds instead (epochs ignored; max_steps still caps)
     lr: float = 1e-3
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 0
+    warmup_steps: int = 0  # step-count runs
+    warmup_fraction: float = 0.0  # budget runs: the first fraction of the budget warms up
     schedule: str = "cosine"  # "cosine", "linear" or "constant" after the warm-up
     min_lr_ratio: float = 0.1  # the cosine and linear schedules end at lr * min_lr_ratio
     grad_clip: float | None = 1.0  # max global gradient norm; None to switch clipping off
-    eval_every: int | None = None  # steps between validations; None: at the end of each epoch
+    eval_every: int | None = None  # steps between validations
+    eval_every_seconds: float | None = None  # or seconds of training between validations
     max_eval_batches: int | None = None  # None: the whole validation set
     patience: int | None = None  # early stopping: validations without improvement before stopping
     restore_best: bool = True  # end with the weights of the best validation
-    bf16: bool = True  # bf16 autocast where the device supports it (CUDA); ignored elsewhere
-    compile: bool = False  # torch.compile on CUDA; falls back to eager if it fails
+    precision: str = "auto"  # "auto" (bf16 or fp16 on CUDA, fp32 elsewhere), "bf16", "fp16" or "fp32"
+    compile: bool | str = False  # torch.compile: True, False or "auto" (CUDA with Triton only)
     checkpoint_dir: str | None = None  # where the best model is saved (safetensors + JSON)
     log_every: int = 10  # steps between entries of the training history
     progress: bool = True  # a tqdm progress bar
 
     def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)  # JSON gives back a list
         if self.schedule not in {"cosine", "linear", "constant"}:
             raise ValueError(f"schedule={self.schedule!r}: choose 'cosine', 'linear' or 'constant'.")
-        if self.epochs < 1 and self.max_steps is None:
-            raise ValueError("Give epochs >= 1 or max_steps.")
+        if self.budget_seconds is not None:
+            if not (isinstance(self.budget_seconds, (int, float)) and math.isfinite(self.budget_seconds)
+                    and self.budget_seconds > 0):
+                raise ValueError(f"budget_seconds={self.budget_seconds!r}: give a positive number of seconds.")
+            if self.warmup_steps:
+                raise ValueError("In a budget run the warm-up is a fraction of the budget: set warmup_fraction "
+                                 f"(e.g. 0.05) instead of warmup_steps={self.warmup_steps}.")
+        elif self.epochs < 1 and self.max_steps is None:
+            raise ValueError("Give epochs >= 1, max_steps or budget_seconds.")
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise ValueError(f"warmup_fraction={self.warmup_fraction}: choose a fraction in [0, 1).")
+        if self.eval_every_seconds is not None and not self.eval_every_seconds > 0:
+            raise ValueError(f"eval_every_seconds={self.eval_every_seconds}: give a positive number of seconds.")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r}: choose one of {', '.join(map(repr, PRECISIONS))}.")
+        if self.compile not in (True, False, "auto"):
+            raise ValueError(f"compile={self.compile!r}: choose True, False or 'auto'.")
 
 
 @dataclass
 class History:
-    """What happened during training: a record every ``log_every`` steps and at each validation."""
+    """What happened during training: a record every ``log_every`` steps and at each validation.
 
-    train: list[dict] = field(default_factory=list)  # step, epoch, loss, ppl, lr, tokens_per_sec
-    valid: list[dict] = field(default_factory=list)  # step, epoch, loss, ppl
+    ``seconds`` in each record is the training time so far (validation excluded), the clock of a
+    budget run.
+    """
+
+    train: list[dict] = field(default_factory=list)  # step, epoch, seconds, loss, ppl, lr, tokens_per_sec
+    valid: list[dict] = field(default_factory=list)  # step, epoch, seconds, loss, ppl
     best_valid_loss: float = math.inf
     best_step: int | None = None
     stopped_early: bool = False
+    steps: int = 0
     train_seconds: float = 0.0
     train_tokens: int = 0
+    budget_seconds: float | None = None
+    precision: str = "fp32"
+    compiled: bool = False
 
     @property
     def best_valid_ppl(self) -> float:
         return math.exp(self.best_valid_loss) if self.best_valid_loss < math.inf else math.inf
+
+    def valid_curve(self) -> list[tuple[float, float]]:
+        """``(seconds, validation perplexity)`` at every validation: the curve of a race."""
+        return [(r["seconds"], r["ppl"]) for r in self.valid]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, state: dict) -> "History":
-        return cls(**state)
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in state.items() if k in known})
 
 
-def lr_at(step: int, config: TrainConfig, total_steps: int) -> float:
-    """The learning rate at ``step`` (0-based): linear warm-up, then the chosen decay."""
-    if config.warmup_steps and step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
+def _decayed(progress: float, config: TrainConfig) -> float:
+    """The schedule after the warm-up, at ``progress`` in [0, 1] of the decay."""
     if config.schedule == "constant":
         return config.lr
-    span = max(1, total_steps - config.warmup_steps)
-    progress = min(1.0, (step - config.warmup_steps) / span)
+    progress = min(1.0, max(0.0, progress))
     floor = config.lr * config.min_lr_ratio
     if config.schedule == "linear":
         return config.lr - (config.lr - floor) * progress
     return floor + 0.5 * (config.lr - floor) * (1 + math.cos(math.pi * progress))
 
 
-def lm_loss(logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """Summed cross-entropy over the positions whose target is not ``-100``, and their count.
+def lr_at(step: int, config: TrainConfig, total_steps: int) -> float:
+    """The learning rate at ``step`` (0-based) of a step-count run: linear warm-up, then the decay."""
+    if config.warmup_steps and step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    span = max(1, total_steps - config.warmup_steps)
+    return _decayed((step - config.warmup_steps) / span, config)
 
-    ``logits``: ``(batch, time, vocab)``; ``y``: ``(batch, time)``. Computed in float32 even under
-    autocast, so that perplexities do not depend on the precision of the forward pass.
+
+def lr_at_fraction(fraction: float, config: TrainConfig) -> float:
+    """The learning rate of a budget run once ``fraction`` of its budget is spent: linear warm-up over
+    ``warmup_fraction``, then the decay, reaching ``lr * min_lr_ratio`` at 1."""
+    warm = config.warmup_fraction
+    if warm and fraction < warm:
+        return config.lr * max(fraction, 1e-3 * warm) / warm
+    return _decayed((fraction - warm) / (1 - warm), config)
+
+
+class _Clock:
+    """How far a run has gone: in steps, or in seconds of training against its budget.
+
+    Time inside :meth:`paused` (validation, checkpoints) is not training time.
     """
-    total = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1),
-                            ignore_index=-100, reduction="sum")
-    return total, (y != -100).sum()
+
+    def __init__(self, config: TrainConfig, steps_per_epoch: int | None):
+        self.config = config
+        self.budget = config.budget_seconds
+        if config.max_steps is not None:
+            self.total_steps = config.max_steps
+        elif self.budget is not None:
+            self.total_steps = None
+        elif steps_per_epoch is not None:
+            self.total_steps = config.epochs * steps_per_epoch
+        else:
+            raise ValueError("train_data has no length: give config.max_steps or config.budget_seconds.")
+        self.epochs = math.inf if (config.max_steps is not None or self.budget is not None) else config.epochs
+        self._start = time.perf_counter()
+        self._paused = 0.0
+        self.next_eval_seconds = config.eval_every_seconds
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self._start - self._paused
+
+    @contextlib.contextmanager
+    def paused(self):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._paused += time.perf_counter() - t
+
+    def lr(self, step: int) -> float:
+        if self.budget is not None:
+            return lr_at_fraction(self.seconds() / self.budget, self.config)
+        return lr_at(step, self.config, self.total_steps)
+
+    def done(self, step: int) -> bool:
+        if self.total_steps is not None and step >= self.total_steps:
+            return True
+        return self.budget is not None and self.seconds() >= self.budget
+
+    def validation_due(self, step: int) -> bool:
+        if self.config.eval_every and step % self.config.eval_every == 0:
+            return True
+        if self.next_eval_seconds is not None and self.seconds() >= self.next_eval_seconds:
+            while self.next_eval_seconds <= self.seconds():
+                self.next_eval_seconds += self.config.eval_every_seconds
+            return True
+        return False
 
 
 def _detach(state: Any) -> Any:
@@ -135,23 +254,31 @@ def _detach(state: Any) -> Any:
     return type(state)(_detach(s) for s in state)
 
 
-def _autocast(device: torch.device, enabled: bool):
-    if enabled and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast(device.type, enabled=False)
+def _is_stateful(model: nn.Module) -> bool:
+    return isinstance(model, Stateful) and bool(model.stateful)
 
 
-def _forward(model: nn.Module, x: Tensor, state: Any) -> tuple[Any, Any]:
-    if getattr(model, "stateful", False):
+def _forward(model: nn.Module, stateful: bool, x: Tensor, state: Any) -> tuple[Any, Any]:
+    if stateful:
         return model(x, state)
     return model(x), None
 
 
+def _default_loss(model: nn.Module) -> LossFn:
+    return model.loss_fn if isinstance(model, OwnLoss) else lm_loss
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Iterable, *, loss_fn: LossFn = lm_loss, device: torch.device | None = None,
-             max_batches: int | None = None, bf16: bool = True) -> tuple[float, int]:
-    """Mean loss per token over ``data`` (token-weighted) and the number of tokens scored."""
+def evaluate(model: nn.Module, data: Iterable, *, loss_fn: LossFn | None = None,
+             device: torch.device | None = None, max_batches: int | None = None,
+             precision: str = "auto") -> tuple[float, int]:
+    """Mean loss per token over ``data`` (token-weighted) and the number of tokens scored.
+
+    ``loss_fn`` defaults to the model's own (a course language model) or :func:`lm_loss`."""
     device = device or next(model.parameters()).device
+    loss_fn = loss_fn or _default_loss(getattr(model, "_orig_mod", model))
+    stateful = _is_stateful(getattr(model, "_orig_mod", model))
+    precision = resolve_precision(precision, device)
     was_training = model.training
     model.eval()
     total, count, state = 0.0, 0, None
@@ -160,8 +287,8 @@ def evaluate(model: nn.Module, data: Iterable, *, loss_fn: LossFn = lm_loss, dev
             if max_batches is not None and b >= max_batches:
                 break
             x, y = x.to(device), y.to(device)
-            with _autocast(device, bf16):
-                output, state = _forward(model, x, state)
+            with autocast(precision, device):
+                output, state = _forward(model, stateful, x, state)
             loss_sum, n = loss_fn(output, y)
             total += float(loss_sum)
             count += int(n)
@@ -179,51 +306,56 @@ def evaluate_perplexity(model: nn.Module, data: Iterable, **kwargs) -> float:
     return math.exp(loss)
 
 
+def _optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW with weight decay on matrices only (not on biases, norms' gains or 1-D parameters)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr, betas=config.betas, fused=device.type == "cuda" or None)
+
+
 def train(model: nn.Module, train_data: Iterable, valid_data: Iterable | None = None,
           config: TrainConfig | None = None, *, device: torch.device | str | None = None,
-          optimizer: torch.optim.Optimizer | None = None, loss_fn: LossFn = lm_loss) -> History:
+          optimizer: torch.optim.Optimizer | None = None, loss_fn: LossFn | None = None) -> History:
     """Train ``model`` on batches ``(x, y)`` of ``train_data``; validate on ``valid_data``.
 
     AdamW (weights only decayed where they are matrices) unless an ``optimizer`` is given; warm-up
-    then the schedule of ``config``; gradient clipping; bf16 autocast on CUDA; a progress bar with
-    the running loss; validation every epoch (or ``eval_every`` steps) with early stopping; the best
-    weights saved to ``config.checkpoint_dir`` and restored at the end. Returns the :class:`History`.
+    then the schedule of ``config``, over steps or over a time budget; gradient clipping; the
+    precision and compilation the device allows (:mod:`llmcourse.precision`); a progress bar with the
+    running loss; validation every epoch, ``eval_every`` steps or ``eval_every_seconds``, with early
+    stopping; the best weights saved to ``config.checkpoint_dir`` and restored at the end.
+    Returns the :class:`History`.
     """
     config = config or TrainConfig()
     device = get_device(device)
     model.to(device)
-    if optimizer is None:
-        decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-        no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=config.lr, betas=config.betas, fused=device.type == "cuda" or None)
+    loss_fn = loss_fn or _default_loss(model)
+    stateful = _is_stateful(model)
+    optimizer = optimizer or _optimizer(model, config, device)
     for group in optimizer.param_groups:
         group.setdefault("initial_lr", group["lr"])
     try:
         steps_per_epoch = len(train_data)  # type: ignore[arg-type]
     except TypeError:
         steps_per_epoch = None
-    if config.max_steps is not None:
-        total_steps = config.max_steps
-    elif steps_per_epoch is not None:
-        total_steps = config.epochs * steps_per_epoch
-    else:
-        raise ValueError("train_data has no length: give config.max_steps.")
-    epochs = config.epochs if config.max_steps is None else math.inf
+    precision = resolve_precision(config.precision, device)
+    scaler = grad_scaler(precision, device)
+    compiled = resolve_compile(config.compile, device)
+    forward_model = _try_compile(model) if compiled else model
+    compiled = forward_model is not model
 
-    forward_model = model
-    if config.compile and device.type == "cuda":
-        forward_model = _try_compile(model)
-
-    history = History()
+    history = History(budget_seconds=config.budget_seconds, precision=precision, compiled=compiled)
     best_state: dict[str, Tensor] | None = None
     bad_validations, step, epoch = 0, 0, 0
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total_steps, desc="training", disable=not config.progress, dynamic_ncols=True)
-    window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
-    t_start = time.perf_counter()
+    clock = _Clock(config, steps_per_epoch)
+    by_time = config.budget_seconds is not None
+    bar = tqdm(total=config.budget_seconds if by_time else clock.total_steps, unit="s" if by_time else "step",
+               desc="training", disable=not config.progress, dynamic_ncols=True,
+               bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{postfix}]" if by_time else None)
+    window_loss, window_tokens, window_start = 0.0, 0, clock.seconds()
     model.train()
 
     def validate() -> bool:
@@ -231,77 +363,97 @@ def train(model: nn.Module, train_data: Iterable, valid_data: Iterable | None = 
         nonlocal best_state, bad_validations
         if valid_data is None:
             return False
-        val_loss, _ = evaluate(forward_model, valid_data, loss_fn=loss_fn, device=device,
-                               max_batches=config.max_eval_batches, bf16=config.bf16)
-        history.valid.append({"step": step, "epoch": epoch, "loss": val_loss, "ppl": math.exp(min(val_loss, 50))})
-        bar.write(f"step {step:>6}  epoch {epoch}  valid loss {val_loss:.4f}  valid ppl {math.exp(min(val_loss, 50)):.2f}")
-        if val_loss < history.best_valid_loss:
-            history.best_valid_loss, history.best_step, bad_validations = val_loss, step, 0
-            if config.checkpoint_dir:
-                save_checkpoint(model, config.checkpoint_dir, history=history)
-            if config.restore_best:
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            bad_validations += 1
+        at = clock.seconds()
+        with clock.paused():
+            val_loss, _ = evaluate(forward_model, valid_data, loss_fn=loss_fn, device=device,
+                                   max_batches=config.max_eval_batches, precision=precision)
+            ppl = math.exp(min(val_loss, 50))
+            history.valid.append({"step": step, "epoch": epoch, "seconds": round(at, 3),
+                                  "loss": val_loss, "ppl": ppl})
+            bar.write(f"step {step:>6}  {at:7.1f} s  valid loss {val_loss:.4f}  valid ppl {ppl:.2f}")
+            if val_loss < history.best_valid_loss:
+                history.best_valid_loss, history.best_step, bad_validations = val_loss, step, 0
+                if config.checkpoint_dir:
+                    save_checkpoint(model, config.checkpoint_dir, history=history)
+                if config.restore_best:
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                bad_validations += 1
         return config.patience is not None and bad_validations > config.patience
 
-    stop = False
-    while epoch < epochs and not stop and step < total_steps:
-        state = None
+    def optimizer_step(loss: Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is None:
+            loss.backward()
+        else:  # fp16: scale the loss so that small gradients do not underflow, unscale before clipping
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        if config.grad_clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        if scaler is None:
+            optimizer.step()
+        else:
+            scaler.step(optimizer)
+            scaler.update()
+
+    stop = False  # early stopping
+    while epoch < clock.epochs and not stop and not clock.done(step):
+        state, steps_before = None, step
         for x, y in train_data:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            lr = lr_at(step, config, total_steps)
+            lr = clock.lr(step)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["initial_lr"] / config.lr if config.lr else lr
-            with _autocast(device, config.bf16):
-                output, state = _forward(forward_model, x, state)
+            with autocast(precision, device):
+                output, state = _forward(forward_model, stateful, x, state)
             loss_sum, n = loss_fn(output, y)
             loss = loss_sum / n.clamp(min=1)
             if not torch.isfinite(loss):
                 bar.close()
                 raise FloatingPointError(f"The loss became {loss.item()} at step {step}: lower the learning "
                                          "rate, or check the data for targets outside the vocabulary.")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
+            optimizer_step(loss)
             state = _detach(state)
             step += 1
             ntok = int(n)
             history.train_tokens += ntok
             window_loss += float(loss_sum.detach())
             window_tokens += ntok
-            bar.update(1)
-            if step % config.log_every == 0 or step == total_steps:
-                elapsed = time.perf_counter() - window_start
+            now = clock.seconds()
+            bar.update(min(now, config.budget_seconds) - bar.n if by_time else 1)
+            finished = clock.done(step)
+            if step % config.log_every == 0 or finished:
+                elapsed = now - window_start
                 mean = window_loss / max(window_tokens, 1)
-                record = {"step": step, "epoch": epoch, "loss": mean, "ppl": math.exp(min(mean, 50)), "lr": lr,
+                record = {"step": step, "epoch": epoch, "seconds": round(now, 3), "loss": mean,
+                          "ppl": math.exp(min(mean, 50)), "lr": lr,
                           "tokens_per_sec": window_tokens / elapsed if elapsed > 0 else float("nan")}
                 history.train.append(record)
-                bar.set_postfix(loss=f"{mean:.3f}", ppl=f"{record['ppl']:.1f}", lr=f"{lr:.2e}",
-                                tok_s=f"{record['tokens_per_sec']:.0f}")
-                window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
-            if config.eval_every and step % config.eval_every == 0:
+                bar.set_postfix_str(f"step={step}, loss={mean:.3f}, ppl={record['ppl']:.1f}, lr={lr:.2e}, "
+                                    f"tok/s={record['tokens_per_sec']:.0f}")
+                window_loss, window_tokens, window_start = 0.0, 0, clock.seconds()
+            if clock.validation_due(step):
                 stop = validate()
-            if stop or step >= total_steps:
+            if stop or finished:
                 break
+        if step == steps_before:
+            bar.close()
+            raise ValueError("train_data gave no batch: it is empty (too few tokens for one batch?).")
         epoch += 1
-        if not stop and not config.eval_every:
-            stop = validate()
-    if config.eval_every and valid_data is not None and (not history.valid or history.valid[-1]["step"] != step) and not stop:
-        validate()
+        if not stop and not (config.eval_every or config.eval_every_seconds):
+            stop = validate()  # at the end of each epoch
+    if not stop and valid_data is not None and (not history.valid or history.valid[-1]["step"] != step):
+        validate()  # the final weights are always validated
     bar.close()
     history.stopped_early = stop
-    history.train_seconds = time.perf_counter() - t_start
+    history.steps = step
+    history.train_seconds = clock.seconds()
     if best_state is not None:
         model.load_state_dict(best_state)
     return history
 
 
 def _try_compile(model: nn.Module) -> nn.Module:
-    if not hasattr(torch, "compile"):
-        return model
     try:
         return torch.compile(model)
     except Exception as exc:  # a missing compiler toolchain shows up here

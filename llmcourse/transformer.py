@@ -8,13 +8,15 @@ The notebook assembles a decoder-only Transformer from the attention of notebook
 * :class:`TransformerBlock`: pre-LN, ``x + Attention(LN(x))`` then ``x + FFN(LN(x))``, with causal
   multi-head self-attention, a position-wise feed-forward network with GELU (the tanh approximation
   GPT-2 uses) and dropout on the residual branches;
-* :class:`TransformerLM`: the blocks, a final layer norm and an output layer tied to the embedding.
+* :class:`TransformerLM`: the blocks, a final layer norm and an output layer: a full softmax tied to
+  the embedding (GPT-2), or the adaptive softmax of notebook 02 (:class:`llmcourse.heads.OutputLayer`,
+  the same output layer as the LSTM's), which makes a small model several times faster on a CPU.
 
 It is trained with the course's shared loop (:func:`llmcourse.training.train`), decoded with the
 shared helpers (:func:`llmcourse.decoding.generate`, which slides a window of ``max_context`` ids),
-and, being weight for weight a GPT-2, exported to ``transformers.GPT2LMHeadModel`` with
-:func:`to_gpt2` (and back with :func:`from_gpt2`). :func:`wikitext2_recipe` holds the sizes that
-notebook 04 and ``benchmarks/transformer_lm.py`` train on WikiText-2.
+and, with a full softmax, being weight for weight a GPT-2, exported to
+``transformers.GPT2LMHeadModel`` with :func:`to_gpt2` (and back with :func:`from_gpt2`). The sizes
+that notebook 04 and the benchmarks train on WikiText-2 live in :mod:`llmcourse.recipes`.
 
 Shapes are batch first: ids ``(batch, time)``, hidden states ``(batch, time, d_model)``, logits
 ``(batch, time, vocab)``.
@@ -30,7 +32,7 @@ from torch import Tensor, nn
 
 from .attention import MultiHeadAttention
 from .exercises import Exercise
-from .training import TrainConfig
+from .heads import OutputLayer, check_cutoffs, output_layer_size
 
 __all__ = [
     "sinusoidal_encoding",
@@ -42,8 +44,6 @@ __all__ = [
     "model_flops_per_token",
     "to_gpt2",
     "from_gpt2",
-    "Recipe",
-    "wikitext2_recipe",
     "causal_attention_exercise",
     "top_k_exercise",
 ]
@@ -81,6 +81,8 @@ class TransformerConfig:
     on the attention weights. ``positional``: ``"learned"`` (GPT-2, exportable as is) or ``"sinusoidal"``
     (fixed, for teaching; exported as a frozen copy of the table). ``causal=False`` removes the causal
     mask: only to show the bug in notebook 04, never to train a language model.
+    ``adaptive_cutoffs`` swaps the tied full softmax for an adaptive softmax (as in
+    :class:`llmcourse.rnn.RNNConfig`; needs ``tie_weights=False``, and cannot be exported to GPT-2).
     """
 
     vocab_size: int
@@ -96,10 +98,13 @@ class TransformerConfig:
     layer_norm_eps: float = 1e-5
     init_std: float = 0.02
     causal: bool = True
+    adaptive_cutoffs: tuple[int, ...] | None = None
+    adaptive_div_value: float = 4.0
 
     def __post_init__(self) -> None:
         if self.d_ff is None:
             self.d_ff = 4 * self.d_model
+        self.adaptive_cutoffs = check_cutoffs(self.adaptive_cutoffs, self.vocab_size, self.tie_weights)
         if self.positional not in {"learned", "sinusoidal"}:
             raise ValueError(f"positional={self.positional!r}: choose 'learned' or 'sinusoidal'.")
         if self.d_model % self.n_heads:
@@ -166,10 +171,13 @@ class TransformerLM(nn.Module):
     ``(batch, time, vocab)``; position ``t``'s logits score the token at ``t + 1`` and depend only on
     ``x[:, :t+1]``. Token embedding + position → dropout → ``n_layers`` :class:`TransformerBlock` →
     final layer norm → output layer (sharing the embedding matrix when ``tie_weights``).
-    ``max_context`` tells :func:`llmcourse.decoding.generate` how wide a window to slide.
+    ``max_context`` tells :func:`llmcourse.decoding.generate` how wide a window to slide. With an
+    adaptive softmax the output is the final hidden states instead of logits; :meth:`loss_fn` and
+    :meth:`log_probs` make the difference invisible to training, perplexity and decoding.
     """
 
     config_class = TransformerConfig
+    stateful = False
 
     def __init__(self, config: TransformerConfig):
         super().__init__()
@@ -182,7 +190,8 @@ class TransformerLM(nn.Module):
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(TransformerBlock(c) for _ in range(c.n_layers))
         self.ln_f = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
-        self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        self.head = OutputLayer(c.d_model, c.vocab_size, c.adaptive_cutoffs, div_value=c.adaptive_div_value,
+                                bias=False)
         self.apply(self._init_module)
         # GPT-2's scheme: the projections that write into the residual stream start smaller, by
         # 1/sqrt(2 * n_layers), so that the sum of 2 * n_layers branches keeps a unit scale.
@@ -190,7 +199,7 @@ class TransformerLM(nn.Module):
             for proj in (block.attn.out_proj, block.ff.proj):
                 nn.init.normal_(proj.weight, std=c.init_std / math.sqrt(2 * c.n_layers))
         if c.tie_weights:
-            self.lm_head.weight = self.tok_embed.weight  # one (vocab, d_model) matrix, in and out
+            self.head.linear.weight = self.tok_embed.weight  # one (vocab, d_model) matrix, in and out
 
     def _init_module(self, module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
@@ -227,18 +236,27 @@ class TransformerLM(nn.Module):
         return self.ln_f(h)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.lm_head(self.hidden_states(x))
+        return self.head(self.hidden_states(x))
+
+    def loss_fn(self, output: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Summed negative log-likelihood of ``y`` ``(batch, time)`` (-100 ignored) and the token count."""
+        return self.head.loss(output, y)
+
+    def log_probs(self, output: Tensor) -> Tensor:
+        """Log-probabilities over the whole vocabulary from :meth:`forward`'s output: ``(..., vocab)``."""
+        return self.head.log_probs(output)
 
     def num_parameters(self, non_embedding: bool = False) -> int:
         """Trainable parameters, a tied matrix counted once; ``non_embedding`` leaves out the token and
-        position embeddings (the count that scaling laws use)."""
+        position embeddings and an untied full-softmax matrix (the count that scaling laws use; an
+        adaptive softmax's projections stay in)."""
         n = sum(p.numel() for p in self.parameters() if p.requires_grad)
         if non_embedding:
             n -= self.tok_embed.weight.numel()
             if self.config.positional == "learned":
                 n -= self.pos_embed.weight.numel()
-            if not self.config.tie_weights:
-                n -= self.lm_head.weight.numel()
+            if not self.config.tie_weights and self.head.linear is not None:
+                n -= self.head.linear.weight.numel()
         return n
 
 
@@ -253,7 +271,8 @@ def parameter_counts(config: TransformerConfig) -> dict[str, int]:
         "attention (all blocks)": config.n_layers * (4 * d * d + 4 * d),
         "feed-forward (all blocks)": config.n_layers * (2 * d * f + f + d),
         "layer norms": config.n_layers * 4 * d + 2 * d,
-        "output layer": 0 if config.tie_weights else v * d,
+        "output layer": 0 if config.tie_weights else output_layer_size(d, v, config.adaptive_cutoffs,
+                                                                         config.adaptive_div_value, bias=False),
     }
     counts["total"] = sum(counts.values())
     return counts
@@ -263,10 +282,13 @@ def model_flops_per_token(config: TransformerConfig, seq_len: int | None = None)
     """Training FLOPs per token: ``6 N`` (forward and backward through every non-embedding weight and
     the output layer) plus attention's ``6 · n_layers · seq_len · d_model`` (the ``q k^T`` and
     ``weights · v`` products, halved since the mask leaves half of them). PaLM's appendix B counts
-    ``12 · n_layers · seq_len · d_model`` without the causal halving; we report the causal count."""
+    ``12 · n_layers · seq_len · d_model`` without the causal halving; we report the causal count.
+    An adaptive softmax is counted as if every token went through every tail cluster (an upper bound:
+    training computes a tail only for the tokens of that cluster)."""
     t = seq_len or config.max_context
     d = config.d_model
-    n_matmul = config.n_layers * (4 * d * d + 2 * d * config.d_ff) + config.vocab_size * d
+    n_matmul = config.n_layers * (4 * d * d + 2 * d * config.d_ff) + output_layer_size(
+        d, config.vocab_size, config.adaptive_cutoffs, config.adaptive_div_value, bias=False)
     return 6.0 * n_matmul + 6.0 * config.n_layers * t * d
 
 
@@ -302,6 +324,10 @@ def to_gpt2(model: TransformerLM, **config_overrides):
     c = model.config
     if not c.causal:
         raise ValueError("GPT-2 is always causal: export a model built with causal=True.")
+    if c.adaptive_cutoffs is not None:
+        raise ValueError("This model has an adaptive softmax (adaptive_cutoffs is set); GPT-2's output layer is one "
+                         "full softmax over the vocabulary, so there is nothing to copy it into. Export a model "
+                         "with a full softmax (adaptive_cutoffs=None), such as a tied one.")
     hf = GPT2LMHeadModel(_gpt2_config(c, **config_overrides))
     hf.eval()
     t = hf.transformer
@@ -318,7 +344,7 @@ def to_gpt2(model: TransformerLM, **config_overrides):
         _copy_layer_norm(theirs.ln_2, ours.ln2)
     _copy_layer_norm(t.ln_f, model.ln_f)
     if not c.tie_weights:
-        hf.lm_head.weight.copy_(model.lm_head.weight)
+        hf.lm_head.weight.copy_(model.head.linear.weight)
     return hf.to(model.tok_embed.weight.device)
 
 
@@ -357,62 +383,8 @@ def from_gpt2(hf_model) -> TransformerLM:
         _copy_layer_norm(ours.ln2, theirs.ln_2)
     _copy_layer_norm(model.ln_f, t.ln_f)
     if not config.tie_weights:
-        model.lm_head.weight.copy_(hf_model.lm_head.weight)
+        model.head.linear.weight.copy_(hf_model.lm_head.weight)
     return model.to(t.wte.weight.device).eval()
-
-
-# --------------------------------------------------------------------------------------------
-# Recipes: the sizes notebook 04 and benchmarks/transformer_lm.py train on WikiText-2
-# --------------------------------------------------------------------------------------------
-@dataclass
-class Recipe:
-    """A model, a training configuration and the batching that goes with them."""
-
-    model: TransformerConfig
-    train: TrainConfig
-    batch_size: int
-    train_tokens: int | None = None  # use only the first tokens of the training stream (quick mode)
-    eval_batch_size: int = 32
-    note: str = ""
-
-
-def wikitext2_recipe(kind: str, vocab_size: int = 33_278) -> Recipe:
-    """The course's recipes for a Transformer on WikiText-2 (notebook 04 and ``benchmarks/transformer_lm.py``).
-
-    Training windows are ``max_context`` tokens, shuffled; validation and test read the stream in
-    consecutive windows of ``max_context`` (every token scored once).
-
-    ``"quick"``: a tiny model on a slice of the data (CI, about a minute).
-    ``"cpu"``: what fits in notebook 04's 15 minutes on 2 CPU cores. The output layer over 33,278 words
-    costs more than the blocks at this size, so the model is narrow, the context short and the run
-    about half an epoch.
-    ``"gpu"``: a 6-layer, 512-wide model with context 256, bf16 and heavy dropout (WikiText-2 is small
-    enough to over-fit), early stopping on the validation loss.
-    """
-    if kind == "quick":
-        return Recipe(
-            TransformerConfig(vocab_size, max_context=32, d_model=64, n_layers=2, n_heads=2, dropout=0.1,
-                              attn_dropout=0.1),
-            TrainConfig(max_steps=40, lr=3e-3, warmup_steps=5, eval_every=20, max_eval_batches=5,
-                        log_every=5), batch_size=16, train_tokens=200_000,
-            note="quick mode: a tiny Transformer on the first 200k training tokens")
-    if kind == "cpu":
-        return Recipe(
-            TransformerConfig(vocab_size, max_context=64, d_model=128, n_layers=4, n_heads=4, dropout=0.0,
-                              attn_dropout=0.0),
-            TrainConfig(max_steps=1_000, lr=2e-3, warmup_steps=100, weight_decay=0.1, betas=(0.9, 0.98),
-                        eval_every=250, max_eval_batches=20, log_every=25), batch_size=16,
-            note="2 CPU cores: 4 layers, d_model 128, context 64, tied, no dropout (under one epoch, nothing "
-                 "to over-fit yet), 1,000 steps of 16 x 64 tokens, about half an epoch")
-    if kind == "gpu":
-        return Recipe(
-            TransformerConfig(vocab_size, max_context=256, d_model=512, n_layers=6, n_heads=8, dropout=0.3,
-                              attn_dropout=0.2),
-            TrainConfig(epochs=40, lr=1e-3, warmup_steps=400, weight_decay=0.1, betas=(0.9, 0.95),
-                        eval_every=250, patience=6, log_every=50, bf16=True, compile=True),
-            batch_size=32, eval_batch_size=64,
-            note="one GPU: 6 layers, d_model 512, context 256, dropout 0.3, bf16, torch.compile, early stopping")
-    raise ValueError(f"kind={kind!r}: choose 'quick', 'cpu' or 'gpu'.")
 
 
 # --------------------------------------------------------------------------------------------

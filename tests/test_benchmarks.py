@@ -34,17 +34,33 @@ def test_save_writes_everything_prints_the_summary(tmp_path, capsys, monkeypatch
     assert [p.name for p in path.parent.iterdir()] == ["demo.json"]  # no temporary file left behind
 
 
-def test_plot_results_reads_the_saved_figures_and_skips_shortened_runs(tmp_path, monkeypatch):
+def test_plot_results_reads_the_saved_figures_and_skips_shortened_and_quick_runs(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     from plot_results import bars
 
     ngram = {"machine": "CPU x86_64, 2 cores", "orders": [
         {"order": o, "smoothing": "mkn", "test_ppl": p, "fit_seconds": 2.0} for o, p in ((2, 264.0), (3, 226.1), (5, 220.1))]}
-    lstm = {"machine": "GPU NVIDIA H100", "note": "one GPU", "model": {"n_layers": 2, "d_hidden": 650},
-            "test_ppl": 85.0, "train_seconds": 540.0}
-    short = {"machine": "CPU", "note": "SHORTENED to 200 of the recipe's 1000 steps",
-             "model": {"n_layers": 4, "d_model": 128}, "test_ppl": 531.6, "train_seconds": 297.1}
-    for name, result in (("ngram", ngram), ("rnn_lm", lstm), ("transformer_lm", short)):
-        (tmp_path / f"{name}.json").write_text(json.dumps(result))
+    lstm = {"note": "one GPU", "model_config": {"n_layers": 2, "d_hidden": 650}, "test_ppl": 85.0, "train_seconds": 540.0}
+    short = {"note": "SHORTENED to 200 steps", "model_config": {"n_layers": 4, "d_model": 128}, "test_ppl": 531.6,
+             "train_seconds": 297.1}
+    races = {"race_nvidia-h100.json": {"kind": "gpu", "machine": "GPU NVIDIA H100", "models": {"lstm": lstm, "transformer": short}},
+             "race_cpu_quick.json": {"kind": "quick", "machine": "CPU", "models": {"lstm": lstm}}}
+    for name, result in (("ngram.json", ngram), *races.items()):
+        (tmp_path / name).write_text(json.dumps(result))
     assert bars(tmp_path) == [("3-gram\nKneser-Ney", 226.1, "2.0 s, CPU"), ("5-gram\nKneser-Ney", 220.1, "2.0 s, CPU"),
                               ("LSTM\n2×650", 85.0, "9.0 min, GPU")]
+
+
+def test_a_quick_race_trains_both_models_and_saves_its_figures(tmp_path, shared_data, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import race
+
+    out = tmp_path / "race.json"
+    result = race.main(["--kind", "quick", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved == json.loads(json.dumps(result))
+    assert set(saved["models"]) == {"lstm", "transformer"} and saved["kind"] == "quick"
+    for r in saved["models"].values():
+        assert r["steps"] == 40 and r["train_tokens"] > 0 and r["test_ppl"] > 1
+        assert [p["step"] for p in r["valid_curve"]] == [20, 40] and r["valid_curve"][-1]["seconds"] > 0
+    assert saved["models"]["transformer"]["mfu"] > 0

@@ -97,7 +97,7 @@ def test_rnnlm_shapes_and_state(cell, adaptive):
 def test_weight_tying_shares_one_matrix():
     tied = RNNLM(RNNConfig(vocab_size=100, d_embed=8, d_hidden=8, tie_weights=True))
     untied = RNNLM(RNNConfig(vocab_size=100, d_embed=8, d_hidden=8, tie_weights=False))
-    assert tied.decoder.weight is tied.embed.weight
+    assert tied.head.linear.weight is tied.embed.weight
     assert untied.num_parameters() - tied.num_parameters() == 100 * 8
 
 
@@ -164,7 +164,7 @@ def test_checkpoint_round_trip_rebuilds_the_model(tmp_path):
         x = torch.randint(0, 30, (2, 5))
         torch.testing.assert_close(loaded(x)[0], model(x)[0])
         if cfg.tie_weights:
-            assert loaded.decoder.weight is loaded.embed.weight
+            assert loaded.head.linear.weight is loaded.embed.weight
 
 
 def test_rnn_step_exercise():

@@ -9,6 +9,7 @@ from llmcourse.config import seed_everything
 from llmcourse.data import LMWindowDataset, BPTTIterator, batchify
 from llmcourse.lm import BigramConfig, BigramLM
 from llmcourse.training import (History, TrainConfig, evaluate, evaluate_perplexity, load_checkpoint, lm_loss,
+                                lr_at_fraction,
                                 lr_at, save_checkpoint, train)
 
 
@@ -129,3 +130,81 @@ def test_stateful_models_get_their_state_back_detached():
     train(model, BPTTIterator(source, 5), None, TrainConfig(epochs=1, progress=False), device="cpu")
     assert model.seen[0] is None
     assert all(s is not None and not s.requires_grad for s in model.seen[1:])
+
+
+# ---------------------------------------------------------------------------------------------
+# Time budgets
+# ---------------------------------------------------------------------------------------------
+def test_budget_run_stops_on_time_ends_at_the_minimum_lr_and_records_seconds():
+    seed_everything(0)
+    ids = _stream()
+    model = BigramLM(BigramConfig(vocab_size=50, d_model=16))
+    config = TrainConfig(budget_seconds=1.5, lr=1e-2, warmup_fraction=0.1, min_lr_ratio=0.1, log_every=1,
+                         eval_every_seconds=0.5, max_eval_batches=2, progress=False)
+    history = train(model, _loader(ids), _loader(ids[:800]), config, device="cpu")
+    assert 1.5 <= history.train_seconds < 2.5  # one step past the budget at most
+    assert history.steps == history.train[-1]["step"] > 10 and history.budget_seconds == 1.5
+    assert history.steps > len(_loader(ids))  # the budget, not epochs=1, decides: it cycles the data
+    seconds = [r["seconds"] for r in history.train]
+    assert seconds == sorted(seconds) and seconds[-1] <= history.train_seconds + 1e-3  # rounded to ms
+    lrs = [r["lr"] for r in history.train]
+    assert lrs[0] < 1e-2 * 0.5  # warming up
+    assert max(lrs) == pytest.approx(1e-2, rel=0.05)
+    assert lrs[-1] == pytest.approx(1e-3, rel=0.05)  # the decay reached lr * min_lr_ratio at the end
+    curve = history.valid_curve()
+    assert len(curve) >= 3 and all(0 < s <= history.train_seconds + 1e-3 for s, _ in curve)
+    assert history.valid[-1]["step"] == history.steps  # the final weights are validated
+    assert history.precision == "fp32" and history.compiled is False
+
+
+def test_validation_time_does_not_count_against_the_budget():
+    class SlowValidation:
+        def __iter__(self):
+            import time
+            time.sleep(0.4)
+            yield torch.tensor([[1, 2, 3]]), torch.tensor([[2, 3, 4]])
+
+    seed_everything(0)
+    model = BigramLM(BigramConfig(vocab_size=50, d_model=8))
+    history = train(model, _loader(_stream()), SlowValidation(),
+                    TrainConfig(budget_seconds=1.0, eval_every=5, progress=False), device="cpu")
+    assert len(history.valid) >= 3  # at least 1.2 s of validating ...
+    assert history.train_seconds < 1.4  # ... outside the 1 s of training
+
+
+def test_budget_and_schedule_settings_are_checked():
+    with pytest.raises(ValueError, match="warmup_fraction"):
+        TrainConfig(budget_seconds=60, warmup_steps=10)
+    for bad in (0, -5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="budget_seconds"):
+            TrainConfig(budget_seconds=bad)
+    with pytest.raises(ValueError, match="warmup_fraction"):
+        TrainConfig(budget_seconds=60, warmup_fraction=1.0)
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(precision="fp8")
+    with pytest.raises(ValueError, match="compile"):
+        TrainConfig(compile="yes")
+
+
+def test_lr_at_fraction():
+    cfg = TrainConfig(lr=1.0, budget_seconds=10, warmup_fraction=0.1, min_lr_ratio=0.1)
+    assert lr_at_fraction(0.05, cfg) == pytest.approx(0.5)
+    assert lr_at_fraction(0.1, cfg) == pytest.approx(1.0)
+    assert lr_at_fraction(0.55, cfg) == pytest.approx(0.55)
+    assert lr_at_fraction(1.0, cfg) == pytest.approx(0.1)
+    assert lr_at_fraction(1.2, cfg) == pytest.approx(0.1)  # a step that starts past the budget
+
+
+def test_an_empty_training_set_is_a_clear_error():
+    model = BigramLM(BigramConfig(vocab_size=10, d_model=4))
+    with pytest.raises(ValueError, match="no batch"):
+        train(model, [], None, TrainConfig(max_steps=5, progress=False), device="cpu")
+
+
+def test_step_runs_record_seconds_and_steps():
+    seed_everything(0)
+    model = BigramLM(BigramConfig(vocab_size=50, d_model=8))
+    history = train(model, _loader(_stream()), None, TrainConfig(max_steps=7, log_every=2, progress=False),
+                    device="cpu")
+    assert history.steps == 7 and [r["step"] for r in history.train] == [2, 4, 6, 7]
+    assert all(r["seconds"] > 0 for r in history.train) and history.budget_seconds is None

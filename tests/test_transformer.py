@@ -18,7 +18,6 @@ from llmcourse.transformer import (
     sinusoidal_encoding,
     to_gpt2,
     top_k_exercise,
-    wikitext2_recipe,
 )
 
 VOCAB = 50
@@ -39,7 +38,7 @@ def test_shapes_and_parameter_count(positional):
     assert model.hidden_states(x).shape == (3, 7, 16)
     counts = parameter_counts(model.config)
     assert counts["total"] == model.num_parameters()
-    assert model.lm_head.weight is model.tok_embed.weight  # tied
+    assert model.head.linear.weight is model.tok_embed.weight  # tied
     untied = tiny(positional=positional, tie_weights=False)
     assert untied.num_parameters() == model.num_parameters() + VOCAB * 16
     assert untied.num_parameters(non_embedding=True) == model.num_parameters(non_embedding=True)
@@ -157,7 +156,7 @@ def test_a_few_training_steps_lower_the_loss(tmp_path):
     x = windows[:2]
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
-    assert loaded.lm_head.weight is loaded.tok_embed.weight
+    assert loaded.head.linear.weight is loaded.tok_embed.weight
 
 
 def test_attention_maps_can_be_captured():
@@ -171,15 +170,17 @@ def test_attention_maps_can_be_captured():
     assert float(w.triu(diagonal=1).abs().max()) == 0.0  # no weight on the future
 
 
-def test_flops_per_token_and_recipes():
+def test_flops_per_token():
     config = TransformerConfig(vocab_size=1000, max_context=64, d_model=32, n_layers=2, n_heads=4)
     n = 2 * (4 * 32 * 32 + 2 * 32 * 128) + 1000 * 32
     assert model_flops_per_token(config) == 6 * n + 6 * 2 * 64 * 32
-    for kind in ("quick", "cpu", "gpu"):
-        recipe = wikitext2_recipe(kind, 1000)
-        assert recipe.model.vocab_size == 1000
-    with pytest.raises(ValueError, match="choose"):
-        wikitext2_recipe("tpu")
+    adaptive = TransformerConfig(vocab_size=1000, max_context=64, d_model=32, n_layers=2, n_heads=4,
+                                 tie_weights=False, adaptive_cutoffs=(100, 400))
+    # head 32 * (100 + 2); tails 32 -> 8 -> 300 words and 32 -> 2 -> 600 words
+    head = 32 * 102 + (32 * 8 + 8 * 300) + (32 * 2 + 2 * 600)
+    assert model_flops_per_token(adaptive) == 6 * (n - 1000 * 32 + head) + 6 * 2 * 64 * 32
+    assert parameter_counts(adaptive)["output layer"] == head
+    assert parameter_counts(adaptive)["total"] == TransformerLM(adaptive).num_parameters()
 
 
 def test_exercise_checkers_accept_the_solution_and_reject_wrong_answers():

@@ -1,0 +1,252 @@
+"""One recipe shape for every model the course trains: the LSTM (notebook 02), the Transformer
+(notebook 04) and BERT fine-tuning (notebook 05).
+
+A :class:`Recipe` holds the model's config, the training config, the batch shape and the data
+slice, and builds what a notebook or a benchmark needs with the same calls::
+
+    recipe = recipe_for("transformer")            # the recipe for this device and mode
+    model = recipe.model()
+    loaders = recipe.loaders(ids)                  # {"train", "valid", "test"} from WikiText-2's ids
+    history = train(model, loaders["train"], loaders["valid"], recipe.train)
+    recipe.perplexities(model, loaders)            # {"valid": ..., "test": ...}
+
+:func:`recipe_kind` picks the kind for the device: ``"quick"`` (CI, ``LLMCOURSE_QUICK=1``: tiny
+models, a few steps), ``"cpu"`` (what 2 cores train in a notebook's 15 minutes), ``"gpu"`` (a CUDA
+GPU with bf16: A100, H100, L4) and ``"gpu-fp16"`` (a CUDA GPU without bf16, such as Colab's T4:
+float16 with a gradient scaler). The two language models of the race train under the same time
+budget (:data:`RACE_SECONDS`) on the same device, with the same output layer on a CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .config import get_device, is_quick
+from .data import BPTTIterator, LMWindowDataset, batchify
+from .precision import bf16_supported
+from .rnn import RNNConfig, RNNLM
+from .training import TrainConfig, evaluate_perplexity
+from .transformer import TransformerConfig, TransformerLM
+
+__all__ = ["KINDS", "MODELS", "RACE_SECONDS", "ClassifierConfig", "Recipe", "recipe_kind", "recipe_for"]
+
+KINDS = ("quick", "cpu", "gpu", "gpu-fp16")
+MODELS = ("lstm", "transformer", "bert")
+# The race's clock: both language models train this many seconds on the learner's device.
+RACE_SECONDS = {"cpu": 600.0, "gpu": 600.0, "gpu-fp16": 600.0}
+
+
+@dataclass
+class ClassifierConfig:
+    """BERT fine-tuning's model: a pretrained checkpoint (None: the course's default, all-MiniLM-L6-v2,
+    or ``LLMCOURSE_BERT_MODEL``) with a new classification layer of ``num_labels`` outputs."""
+
+    checkpoint: str | None = None
+    num_labels: int = 2
+
+
+@dataclass
+class Recipe:
+    """A trained model of the course: what to build, how to train it, on what batches of which data.
+
+    ``seq_len`` is the window of truncated BPTT (LSTM), the context (Transformer) or the longest
+    sentence in tokens (BERT). ``train_limit`` is the data slice: the first tokens of the training
+    stream (language models) or a random subset of sentences (BERT); None for all of it.
+    ``eval_limit``: validation and test on their first batches only (language models, quick mode) or
+    the first dev sentences (BERT); None for all of them.
+    """
+
+    name: str
+    kind: str
+    model_config: RNNConfig | TransformerConfig | ClassifierConfig
+    train: TrainConfig
+    batch_size: int
+    seq_len: int
+    eval_batch_size: int = 32
+    eval_seq_len: int | None = None  # None: seq_len
+    train_limit: int | None = None
+    eval_limit: int | None = None
+    note: str = ""
+
+    def model(self) -> nn.Module:
+        """A freshly initialised model (language models) or the pretrained classifier (BERT)."""
+        if isinstance(self.model_config, RNNConfig):
+            return RNNLM(self.model_config)
+        if isinstance(self.model_config, TransformerConfig):
+            return TransformerLM(self.model_config)
+        from . import bert
+
+        return bert.load_classifier(self.model_config.checkpoint, num_labels=self.model_config.num_labels)
+
+    def loaders(self, data: Any, *, seed: int = 0) -> dict[str, Any]:
+        """The batches of each split.
+
+        Language models: ``data`` maps ``"train"``, ``"valid"`` and ``"test"`` to streams of ids
+        ``(n,)``. The LSTM reads the training stream batchified into ``batch_size`` rows, in windows
+        of ``seq_len``, state carried across; the Transformer reads shuffled windows of ``seq_len``
+        (the generator seeded with ``seed``). Validation and test are read in order, every token
+        scored once. BERT: ``data`` is the tokenizer, and the result is SST-2's tokenised ``train``
+        and ``dev`` datasets (the ``Trainer`` batches them).
+        """
+        if self.name == "bert":
+            from . import bert
+
+            return bert.sst2_datasets(data, n_train=self.train_limit, n_dev=self.eval_limit, seed=seed,
+                                      max_length=self.seq_len)
+        missing = {"train", "valid", "test"} - set(data)
+        if missing:
+            raise ValueError(f"loaders() needs the id streams of train, valid and test; {sorted(missing)} missing.")
+        train_ids = data["train"] if self.train_limit is None else data["train"][: self.train_limit]
+        eval_len = self.eval_seq_len or self.seq_len
+        if self.name == "lstm":
+            return {"train": BPTTIterator(batchify(train_ids, self.batch_size), self.seq_len),
+                    **{s: BPTTIterator(batchify(data[s], self.eval_batch_size), eval_len) for s in ("valid", "test")}}
+        pin = torch.cuda.is_available()
+        generator = torch.Generator().manual_seed(seed)
+        return {"train": DataLoader(LMWindowDataset(train_ids, self.seq_len), batch_size=self.batch_size, shuffle=True,
+                                    drop_last=True, generator=generator, pin_memory=pin),
+                **{s: DataLoader(LMWindowDataset(data[s], eval_len), batch_size=self.eval_batch_size, pin_memory=pin)
+                   for s in ("valid", "test")}}
+
+    def perplexities(self, model: nn.Module, loaders: dict[str, Any]) -> dict[str, float]:
+        """Exact validation and test perplexity (their first ``eval_limit`` batches, if set)."""
+        if self.name == "bert":
+            raise ValueError("BERT fine-tuning is scored by accuracy, not perplexity: use Trainer.evaluate().")
+        return {s: evaluate_perplexity(model, loaders[s], max_batches=self.eval_limit,
+                                       precision=self.train.precision) for s in ("valid", "test")}
+
+    def with_budget(self, seconds: float) -> "Recipe":
+        """The same recipe trained for ``seconds`` of wall-clock time (the race's clock)."""
+        train = dataclasses.replace(self.train, budget_seconds=float(seconds), max_steps=None,
+                                    warmup_steps=0, warmup_fraction=self.train.warmup_fraction or 0.02)
+        return dataclasses.replace(self, train=train)
+
+    def trainer_arguments(self, output_dir: str | None = None, **overrides):
+        """BERT: ``transformers.TrainingArguments`` (:func:`llmcourse.bert.training_arguments`) with this
+        recipe's learning rate, epochs, batch, evaluation interval, warm-up, decay and precision."""
+        from . import bert
+        from .precision import resolve_precision
+
+        if self.name != "bert":
+            raise ValueError(f"trainer_arguments() is for the BERT recipe; the {self.name} trains with "
+                             "llmcourse.training.train.")
+        t = self.train
+        precision = resolve_precision(t.precision, get_device())
+        args = dict(learning_rate=t.lr, num_train_epochs=t.epochs, per_device_train_batch_size=self.batch_size,
+                    per_device_eval_batch_size=self.eval_batch_size, eval_strategy="steps", eval_steps=t.eval_every,
+                    logging_steps=max(1, t.eval_every // 2), warmup_steps=t.warmup_fraction,
+                    weight_decay=t.weight_decay, lr_scheduler_type=t.schedule, bf16=precision == "bf16",
+                    fp16=precision == "fp16")
+        return bert.training_arguments(output_dir, **(args | overrides))
+
+
+def recipe_kind(device: torch.device | str | None = None) -> str:
+    """``"quick"`` in quick mode; else ``"gpu"`` on a CUDA GPU with bf16, ``"gpu-fp16"`` on one without
+    (Colab's T4), ``"cpu"`` elsewhere (an Apple GPU included: it gets the CPU sizes, in fp32)."""
+    if is_quick():
+        return "quick"
+    device = get_device(device)
+    if device.type != "cuda":
+        return "cpu"
+    return "gpu" if bf16_supported(device) else "gpu-fp16"
+
+
+def recipe_for(name: str, kind: str | None = None, *, vocab_size: int = 33_278,
+               device: torch.device | str | None = None) -> Recipe:
+    """The course's recipe for ``name`` (``"lstm"``, ``"transformer"`` or ``"bert"``) of ``kind``
+    (default: :func:`recipe_kind` for ``device``). ``vocab_size`` is the language models' vocabulary."""
+    if name not in MODELS:
+        raise ValueError(f"name={name!r}: choose one of {', '.join(map(repr, MODELS))}.")
+    kind = kind or recipe_kind(device)
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r}: choose one of {', '.join(map(repr, KINDS))}.")
+    recipe = _RECIPES[name](kind, vocab_size)
+    if kind == "gpu-fp16":  # the GPU recipe in float16 with a gradient scaler
+        recipe.train.precision = "fp16"
+        recipe.note += "; float16 with a gradient scaler (no bf16 on this GPU)"
+    return recipe
+
+
+# --------------------------------------------------------------------------------------------
+# The recipes
+# --------------------------------------------------------------------------------------------
+ADAPTIVE = dict(adaptive_cutoffs=(2_000, 10_000), adaptive_div_value=4.0)  # both CPU models' output layer
+
+
+def _lstm(kind: str, vocab_size: int) -> Recipe:
+    if kind == "quick":
+        return Recipe("lstm", kind,
+                      RNNConfig(vocab_size, "lstm", d_embed=64, d_hidden=64, n_layers=1, dropout=0.1, tie_weights=False,
+                                **ADAPTIVE),
+                      TrainConfig(max_steps=40, lr=3e-3, warmup_steps=10, eval_every=20, max_eval_batches=20,
+                                  log_every=10), batch_size=32, seq_len=35, eval_seq_len=70, train_limit=100_000,
+                      eval_limit=60, note="quick mode: a tiny LSTM on the first 100k training tokens")
+    if kind == "cpu":
+        return Recipe("lstm", kind,
+                      RNNConfig(vocab_size, "lstm", d_embed=256, d_hidden=256, n_layers=2, dropout=0.2, tie_weights=False,
+                                **ADAPTIVE),
+                      TrainConfig(budget_seconds=RACE_SECONDS["cpu"], lr=3e-3, warmup_fraction=0.02, weight_decay=0.01,
+                                  eval_every_seconds=60, log_every=25, precision="fp32"),
+                      batch_size=64, seq_len=35, eval_seq_len=70,
+                      note="2 CPU cores: 2-layer 256-unit LSTM, adaptive softmax, 10 minutes of training")
+    return Recipe("lstm", kind,
+                  RNNConfig(vocab_size, "lstm", d_embed=650, d_hidden=650, n_layers=2, dropout=0.5, tie_weights=True),
+                  TrainConfig(budget_seconds=RACE_SECONDS["gpu"], lr=2e-3, warmup_fraction=0.02, weight_decay=0.1,
+                              eval_every_seconds=30, log_every=50, precision="auto"),
+                  batch_size=32, seq_len=35, eval_seq_len=70,
+                  note="one GPU: tied 2-layer 650-unit LSTM (PyTorch word-language-model sizes), AdamW, 10 minutes")
+
+
+def _transformer(kind: str, vocab_size: int) -> Recipe:
+    if kind == "quick":
+        return Recipe("transformer", kind,
+                      TransformerConfig(vocab_size, max_context=32, d_model=64, n_layers=2, n_heads=2, dropout=0.1,
+                                        attn_dropout=0.1, tie_weights=False, **ADAPTIVE),
+                      TrainConfig(max_steps=40, lr=3e-3, warmup_steps=5, eval_every=20, max_eval_batches=5,
+                                  log_every=5), batch_size=16, seq_len=32, train_limit=200_000, eval_limit=8,
+                      note="quick mode: a tiny Transformer on the first 200k training tokens")
+    if kind == "cpu":
+        return Recipe("transformer", kind,
+                      TransformerConfig(vocab_size, max_context=128, d_model=128, n_layers=4, n_heads=4, dropout=0.0,
+                                        attn_dropout=0.0, tie_weights=False, **ADAPTIVE),
+                      TrainConfig(budget_seconds=RACE_SECONDS["cpu"], lr=3e-3, warmup_fraction=0.03, weight_decay=0.1,
+                                  betas=(0.9, 0.98), eval_every_seconds=60, log_every=25, precision="fp32"),
+                      batch_size=32, seq_len=128, eval_batch_size=32,
+                      note="2 CPU cores: 4 layers, d_model 128, context 128, the LSTM's adaptive softmax, "
+                           "no dropout, 10 minutes of training")
+    return Recipe("transformer", kind,
+                  TransformerConfig(vocab_size, max_context=256, d_model=512, n_layers=6, n_heads=8, dropout=0.3,
+                                    attn_dropout=0.2),
+                  TrainConfig(budget_seconds=RACE_SECONDS["gpu"], lr=1e-3, warmup_fraction=0.05, weight_decay=0.1,
+                              betas=(0.9, 0.95), eval_every_seconds=30, log_every=50, precision="auto", compile="auto"),
+                  batch_size=32, seq_len=256, eval_batch_size=64,
+                  note="one GPU: 6 layers, d_model 512, context 256, tied, dropout 0.3, torch.compile where it works, "
+                       "10 minutes")
+
+
+def _bert(kind: str, vocab_size: int) -> Recipe:
+    del vocab_size  # the checkpoint's tokenizer decides
+    sizes = {  # n_train (None: all 67,349 phrases), epochs, batch, lr, eval every, dev phrases (None: all 872)
+        "quick": (256, 1, 16, 2e-4, 8, 128),
+        "cpu": (20_000, 1, 16, 1e-4, 250, None),
+        "gpu": (None, 3, 64, 1e-4, 500, None),
+    }
+    n_train, epochs, batch, lr, eval_every, n_dev = sizes["gpu" if kind == "gpu-fp16" else kind]
+    notes = {"quick": "quick mode: 256 phrases, one epoch",
+             "cpu": "2 CPU cores: a random 20,000 of the 67,349 training phrases, one epoch",
+             "gpu": "one GPU: the whole training set, three epochs", "gpu-fp16": "one GPU: the whole training set, "
+                                                                           "three epochs"}
+    return Recipe("bert", kind, ClassifierConfig(),
+                  TrainConfig(epochs=epochs, lr=lr, weight_decay=0.01, warmup_fraction=0.1, eval_every=eval_every,
+                              schedule="linear", min_lr_ratio=0.0, precision="auto" if kind.startswith("gpu") else "fp32"),
+                  batch_size=batch, seq_len=128, eval_batch_size=128, train_limit=n_train, eval_limit=n_dev,
+                  note=notes[kind])
+
+
+_RECIPES = {"lstm": _lstm, "transformer": _transformer, "bert": _bert}
