@@ -215,7 +215,7 @@ def _transformer(kind: str, vocab_size: int) -> Recipe:
         return Recipe("transformer", kind,
                       TransformerConfig(vocab_size, max_context=128, d_model=128, n_layers=4, n_heads=4, dropout=0.0,
                                         attn_dropout=0.0, tie_weights=False, **ADAPTIVE),
-                      TrainConfig(budget_seconds=RACE_SECONDS["cpu"], lr=3e-3, warmup_fraction=0.03, weight_decay=0.1,
+                      TrainConfig(budget_seconds=RACE_SECONDS["cpu"], lr=5e-3, warmup_fraction=0.03, weight_decay=0.1,
                                   betas=(0.9, 0.98), eval_every_seconds=60, log_every=25, precision="fp32"),
                       batch_size=32, seq_len=128, eval_batch_size=32,
                       note="2 CPU cores: 4 layers, d_model 128, context 128, the LSTM's adaptive softmax, "
