@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from llmcourse.attention import attention_cost
+from llmcourse.cost import attention_cost
 from llmcourse.config import get_device, machine
 
 from _common import save  # benchmarks/_common.py

@@ -10,7 +10,7 @@ One concept, one module (and one notebook):
 ``llmcourse.ngram``       n-gram LMs from counts to modified Kneser-Ney (notebook 01)
 ``llmcourse.rnn``         recurrent networks and the LSTM language model (notebook 02)
 ``llmcourse.decoding``    greedy, temperature, top-k and top-p generation (02, 04)
-``llmcourse.attention``   attention, masks, multi-head attention, heatmaps (03, 04, 05)
+``llmcourse.attention``   attention, masks, multi-head attention (03, 04, 05)
 ``llmcourse.seq2seq``     the synthetic encoder–decoder task of notebook 03
 ``llmcourse.transformer`` a GPT-style Transformer LM, export to GPT-2 (notebook 04)
 ``llmcourse.bert``        masked LM, a BERT encoder, SST-2 fine-tuning helpers (notebook 05)
@@ -18,8 +18,10 @@ One concept, one module (and one notebook):
 ``llmcourse.training``    the one training loop (steps or a time budget), perplexity, checkpoints
 ``llmcourse.precision``   bf16 / fp16 / fp32 and torch.compile by the device (04)
 ``llmcourse.recipes``     one recipe shape for the LSTM, the Transformer and BERT (02, 04, 05)
-``llmcourse.plotting``    training curves, the race, Zipf plots
-``llmcourse.exercises``   exercises with checkers and hidden solutions
+``llmcourse.plotting``    training curves, the race, Zipf plots, attention heatmaps
+``llmcourse.widgets``     the interactive explorers (ipywidgets)
+``llmcourse.cost``        timing and memory harnesses (03)
+``llmcourse.exercises``   exercises with checkers, one module per notebook
 ========================  ===========================================================
 """
 

@@ -11,8 +11,9 @@ values, weighted by how well it matches each key. Here:
   ``head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)``; self- or cross-attention, separate or fused
   q/k/v projections, and loaders for ``torch.nn.MultiheadAttention``, GPT-2's ``c_attn`` and BERT's
   ``query/key/value`` weights. It equals ``torch.nn.MultiheadAttention`` on the same weights.
-* :func:`capture_attention`, :func:`plot_attention` and :func:`attention_explorer` show what a
-  trained model attends to; :func:`attention_cost` measures time and memory against sequence length.
+* :func:`capture_attention` records what a trained model attends to (drawn by
+  :func:`llmcourse.plotting.plot_attention` and :func:`llmcourse.widgets.attention_explorer`; timed by
+  :func:`llmcourse.cost.attention_cost`).
 
 Conventions (the whole course): batch first, ``(batch, time, ...)``; a boolean mask is **True where
 attention is allowed** (the convention of ``F.scaled_dot_product_attention`` and of Hugging Face's
@@ -23,12 +24,7 @@ added to the scores (0 to keep, ``-inf`` to block).
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import statistics
-import subprocess
-import sys
-import time
 import warnings
 from typing import Iterator, Sequence
 
@@ -36,7 +32,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .exercises import Exercise
 
 __all__ = [
     "scaled_dot_product_attention",
@@ -45,12 +40,7 @@ __all__ = [
     "combine_masks",
     "MultiHeadAttention",
     "capture_attention",
-    "plot_attention",
-    "attention_explorer",
-    "attention_cost",
     "has_fused_attention",
-    "attention_exercise",
-    "causal_mask_exercise",
 ]
 
 
@@ -418,210 +408,8 @@ def capture_attention(model: nn.Module) -> Iterator[dict[str, Tensor]]:
             m.last_weights = None
 
 
-def plot_attention(weights: Tensor, keys: Sequence[str] | None = None, queries: Sequence[str] | None = None, *,
-                   ax=None, title: str | None = None, colorbar: bool = True):
-    """Heatmap of one attention matrix ``weights: (t_q, t_k)``: a row per query, a column per key."""
-    import matplotlib.pyplot as plt
-
-    w = torch.as_tensor(weights).detach().float().cpu()
-    if w.dim() != 2:
-        raise ValueError(f"plot_attention draws one (t_q, t_k) matrix; got shape {tuple(w.shape)}: pick an "
-                         "example and a head first, e.g. weights[0, head].")
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(0.25 * w.shape[1] + 2.5, 0.25 * w.shape[0] + 1.5))
-    image = ax.imshow(w.numpy(), cmap="viridis", vmin=0.0, vmax=max(float(w.max()), 1e-6), aspect="auto")
-    for labels, set_ticks, set_labels, n in ((keys, ax.set_xticks, ax.set_xticklabels, w.shape[1]),
-                                             (queries, ax.set_yticks, ax.set_yticklabels, w.shape[0])):
-        if labels is not None:
-            if len(labels) != n:
-                raise ValueError(f"{len(labels)} labels for {n} rows/columns of the attention matrix.")
-            set_ticks(range(n))
-            set_labels(list(labels), fontsize=8)
-    ax.set(xlabel="key (attended to)", ylabel="query (attending)")
-    if title:
-        ax.set_title(title, fontsize=10)
-    if colorbar:
-        ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    return ax.figure
-
-
-def attention_explorer(weights: dict[str, Tensor] | Tensor, keys: Sequence[Sequence[str]],
-                       queries: Sequence[Sequence[str]] | None = None):
-    """An ipywidgets explorer: pick an example, a layer and a head; see its weights over the tokens.
-
-    ``weights``: ``{layer name: (batch, heads, t_q, t_k)}`` as :func:`capture_attention` gives, or one
-    ``(batch, heads, t_q, t_k)`` tensor. ``keys[b]`` / ``queries[b]``: the tokens of example ``b``
-    (queries default to the keys: self-attention). Padding beyond an example's tokens is cut off.
-    Returns the widget (display it, or let it be a cell's last line).
-    """
-    import ipywidgets as widgets
-    import matplotlib.pyplot as plt
-
-    layers = weights if isinstance(weights, dict) else {"attention": weights}
-    layers = {name: w.detach().float().cpu() for name, w in layers.items()}
-    queries = keys if queries is None else queries
-    for name, w in layers.items():
-        if w.dim() != 4:
-            raise ValueError(f"Layer {name!r}: expected (batch, heads, t_q, t_k) weights, got {tuple(w.shape)}.")
-        if w.shape[0] < len(keys):
-            raise ValueError(f"Layer {name!r} has {w.shape[0]} examples but {len(keys)} token lists were given.")
-    example = widgets.IntSlider(value=0, min=0, max=len(keys) - 1, description="example")
-    layer = widgets.Dropdown(options=list(layers), description="layer")
-    n_heads = max(w.shape[1] for w in layers.values())
-    head = widgets.Dropdown(options=["mean"] + list(range(n_heads)), value=0, description="head")
-    out = widgets.Output()
-
-    def draw(*_):
-        from IPython.display import display
-
-        w = layers[layer.value][example.value]
-        use_mean = head.value == "mean" or head.value >= w.shape[0]  # layers may differ in their number of heads
-        matrix = w.mean(0) if use_mean else w[head.value]
-        ks, qs = list(keys[example.value]), list(queries[example.value])
-        matrix = matrix[: len(qs), : len(ks)]
-        with out:
-            out.clear_output(wait=True)
-            fig = plot_attention(matrix, ks, qs, title=f"{layer.value}, head {'mean' if use_mean else head.value}, "
-                                                       f"example {example.value}")
-            display(fig)
-            plt.close(fig)
-
-    for control in (example, layer, head):
-        control.observe(draw, names="value")
-    draw()
-    return widgets.VBox([widgets.HBox([example, layer, head]), out])
-
-
 # --------------------------------------------------------------------------------------------
 # Cost: time and memory against sequence length
 # --------------------------------------------------------------------------------------------
-_MEMORY_PROBE = """
-import json, resource, torch
-from llmcourse.attention import scaled_dot_product_attention
-
-def rss(field):  # resident memory in bytes from /proc (Linux); None elsewhere
-    try:
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field))
-    except (OSError, StopIteration):
-        return None
-
-torch.set_num_threads({threads})
-b, h, t, d, fused = {batch}, {heads}, {t}, {d_head}, {fused}
-q, k, v = (torch.randn(b, h, t, d) for _ in range(3))
-with torch.no_grad():
-    scaled_dot_product_attention(q[..., :8, :], k[..., :8, :], v[..., :8, :], need_weights=not fused)  # warm up
-    try:  # reset the peak ("high water mark") so that it measures this call only
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        before = rss("VmRSS:")
-    except OSError:
-        before = None
-    if before is None:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    out, w = scaled_dot_product_attention(q, k, v, is_causal=True, need_weights=not fused, check=False)
-    peak = rss("VmHWM:") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps(max(peak - before, 0)))
-"""
 
 
-def _peak_memory_cpu(t: int, batch: int, heads: int, d_head: int, fused: bool) -> int:
-    """Extra peak resident memory (bytes) of one forward, measured in a fresh Python process."""
-    code = _MEMORY_PROBE.format(threads=torch.get_num_threads(), batch=batch, heads=heads, t=t, d_head=d_head,
-                                fused=fused)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-    if done.returncode:
-        raise RuntimeError(f"The memory probe failed: {done.stderr.strip()[-500:]}")
-    return int(json.loads(done.stdout.strip().splitlines()[-1]))
-
-
-def attention_cost(seq_lens: Sequence[int], *, batch: int = 1, heads: int = 8, d_head: int = 64, repeats: int = 5,
-                   device: torch.device | str = "cpu", memory: bool = True, progress: bool = True) -> list[dict]:
-    """Time (and peak memory) of causal self-attention, naive versus fused, for each sequence length.
-
-    For each ``t`` in ``seq_lens`` and each path (``"naive"``: :func:`scaled_dot_product_attention`
-    returning its weights; ``"fused"``: the same call with ``need_weights=False``, which goes through
-    ``F.scaled_dot_product_attention``) it records the best (``seconds``) and the median time of
-    ``repeats`` forward passes on ``(batch, heads, t, d_head)`` float32 inputs (the best is the least
-    disturbed by other programs) and, with ``memory``, the extra peak memory in bytes (on
-    CUDA from the allocator; on CPU from the peak resident size of a fresh process). Also records
-    the size of the ``t x t`` weight matrices that the naive path builds.
-    """
-    from tqdm.auto import tqdm
-
-    device = torch.device(device)
-    rows = []
-    for t in tqdm(list(seq_lens), desc="attention cost", disable=not progress):
-        q, k, v = (torch.randn(batch, heads, t, d_head, device=device) for _ in range(3))
-        for path in ("naive", "fused"):
-            fused = path == "fused"
-
-            def run() -> None:
-                with torch.no_grad():
-                    scaled_dot_product_attention(q, k, v, is_causal=True, need_weights=not fused, check=False)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-
-            run()  # warm-up
-            times = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                run()
-                times.append(time.perf_counter() - start)
-            row = {"t": t, "path": path, "seconds": min(times), "median_seconds": statistics.median(times),
-                   "weights_bytes": batch * heads * t * t * 4}
-            if memory:
-                if device.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats(device)
-                    base = torch.cuda.memory_allocated(device)
-                    run()
-                    row["peak_bytes"] = torch.cuda.max_memory_allocated(device) - base
-                else:
-                    row["peak_bytes"] = _peak_memory_cpu(t, batch, heads, d_head, fused)
-            rows.append(row)
-    return rows
-
-
-# --------------------------------------------------------------------------------------------
-# Exercises (notebook 03)
-# --------------------------------------------------------------------------------------------
-def _attention_solution(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    d_k = q.shape[-1]
-    weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(d_k), dim=-1)
-    return weights @ v
-
-
-def _attention_cases() -> list[tuple]:
-    g = torch.Generator().manual_seed(3)
-    shapes = [((1, 3, 4), (1, 3, 4), (1, 3, 4)), ((2, 5, 8), (2, 7, 8), (2, 7, 3)), ((2, 4, 6, 16),) * 3]
-    return [tuple(torch.randn(*s, generator=g) for s in case) for case in shapes]
-
-
-attention_exercise = Exercise(
-    title="scaled dot-product attention",
-    task="""
-    Write `my_attention(q, k, v)` that returns `softmax(q k^T / sqrt(d_k)) v` for batched inputs
-    `q: (..., t_q, d_k)`, `k: (..., t_k, d_k)`, `v: (..., t_k, d_v)`; the result is `(..., t_q, d_v)`.
-    Use only `@`, `.transpose`, `torch.softmax` and `math.sqrt` (no masks, no dropout).
-    """,
-    solution_fn=_attention_solution,
-    cases=_attention_cases(),
-    hint_text="Transpose the last two dimensions of k, divide the scores by sqrt(d_k) where d_k = q.shape[-1], "
-              "take the softmax over the keys (the last dimension), then multiply by v.",
-)
-
-
-def _causal_mask_solution(t: int) -> Tensor:
-    return torch.tril(torch.ones(t, t, dtype=torch.bool))
-
-
-causal_mask_exercise = Exercise(
-    title="a causal mask",
-    task="""
-    Write `my_causal_mask(t)` returning a `(t, t)` boolean tensor that is True where query `i` may
-    attend to key `j`, i.e. where `j <= i` (the course's convention: True = allowed).
-    """,
-    solution_fn=_causal_mask_solution,
-    cases=[(1,), (2,), (5,), (9,)],
-    hint_text="torch.ones(t, t, dtype=torch.bool) and torch.tril (lower triangle, diagonal included).",
-)

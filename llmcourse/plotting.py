@@ -7,15 +7,18 @@ can save it.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import ScalarFormatter
 
+import torch
+from torch import Tensor
+
 from .training import History
 
-__all__ = ["plot_history", "plot_race", "plot_zipf"]
+__all__ = ["plot_history", "plot_race", "plot_zipf", "plot_attention", "plot_confusion_matrix"]
 
 
 def plot_history(history: History | Mapping, title: str | None = None, x: str = "auto"):
@@ -98,3 +101,40 @@ def plot_zipf(counts: Counter | Mapping[str, int] | Iterable[int], label: str | 
     ax.legend()
     ax.grid(alpha=0.3, which="both")
     return fig
+
+
+def plot_attention(weights: Tensor, keys: Sequence[str] | None = None, queries: Sequence[str] | None = None, *,
+                   ax=None, title: str | None = None, colorbar: bool = True):
+    """Heatmap of one attention matrix ``weights: (t_q, t_k)``: a row per query, a column per key."""
+    w = torch.as_tensor(weights).detach().float().cpu()
+    if w.dim() != 2:
+        raise ValueError(f"plot_attention draws one (t_q, t_k) matrix; got shape {tuple(w.shape)}: pick an "
+                         "example and a head first, e.g. weights[0, head].")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(0.25 * w.shape[1] + 2.5, 0.25 * w.shape[0] + 1.5))
+    image = ax.imshow(w.numpy(), cmap="viridis", vmin=0.0, vmax=max(float(w.max()), 1e-6), aspect="auto")
+    for labels, set_ticks, set_labels, n in ((keys, ax.set_xticks, ax.set_xticklabels, w.shape[1]),
+                                             (queries, ax.set_yticks, ax.set_yticklabels, w.shape[0])):
+        if labels is not None:
+            if len(labels) != n:
+                raise ValueError(f"{len(labels)} labels for {n} rows/columns of the attention matrix.")
+            set_ticks(range(n))
+            set_labels(list(labels), fontsize=8)
+    ax.set(xlabel="key (attended to)", ylabel="query (attending)")
+    if title:
+        ax.set_title(title, fontsize=10)
+    if colorbar:
+        ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    return ax.figure
+
+
+def plot_confusion_matrix(cm: np.ndarray, names: Sequence[str] = ("negative", "positive"), ax=None):
+    """The confusion matrix as a small annotated heat map."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.2, 2.8))
+    ax.imshow(cm, cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
+    ax.set(xticks=range(len(names)), yticks=range(len(names)), xticklabels=names, yticklabels=names,
+           xlabel="predicted", ylabel="true")
+    return ax

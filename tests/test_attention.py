@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from llmcourse.attention import (MultiHeadAttention, attention_cost, attention_exercise, capture_attention,
-                                 causal_mask, causal_mask_exercise, combine_masks, padding_mask,
+from llmcourse.attention import (MultiHeadAttention, capture_attention,
+                                 causal_mask, combine_masks, padding_mask,
                                  scaled_dot_product_attention)
 from llmcourse.config import seed_everything
 from llmcourse.seq2seq import EOS, PAD, SEP, ReversalTask, Seq2Seq, Seq2SeqConfig, accuracy_by_length
@@ -274,28 +274,6 @@ def test_capture_attention_records_every_layer():
             pass
 
 
-def test_attention_cost_records_both_paths():
-    rows = attention_cost([16, 32], batch=1, heads=2, d_head=8, repeats=2, memory=False, progress=False)
-    assert [(r["t"], r["path"]) for r in rows] == [(16, "naive"), (16, "fused"), (32, "naive"), (32, "fused")]
-    assert all(r["seconds"] > 0 for r in rows) and rows[2]["weights_bytes"] == 4 * rows[0]["weights_bytes"]
-
-
-# ---------------------------------------------------------------------------------------------
-# exercises
-# ---------------------------------------------------------------------------------------------
-def test_exercises_accept_the_solution_and_reject_wrong_answers():
-    assert attention_exercise.check(lambda q, k, v: scaled_dot_product_attention(q, k, v)[0], verbose=False)
-    assert not attention_exercise.check(lambda q, k, v: torch.softmax(q @ k.transpose(-2, -1), -1) @ v,
-                                        verbose=False)  # forgot the scaling
-    assert causal_mask_exercise.check(causal_mask, verbose=False)
-    assert not causal_mask_exercise.check(lambda t: torch.ones(t, t).triu().bool(), verbose=False)
-
-    def stub(*args):
-        raise NotImplementedError
-
-    assert not attention_exercise.check(stub, verbose=False)
-
-
 # ---------------------------------------------------------------------------------------------
 # the synthetic task and the encoder-decoder
 # ---------------------------------------------------------------------------------------------
@@ -357,25 +335,3 @@ def test_seq2seq_with_attention_learns_reversal_with_the_shared_loop(one_thread)
     w = maps["cross_attention"]
     assert w.shape[:2] == (100, 1)
     torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[:-1]))
-
-
-def test_plot_attention_and_explorer_build():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from llmcourse.attention import attention_explorer, plot_attention
-
-    w = torch.softmax(torch.randn(2, 3, 4, 5), -1)
-    fig = plot_attention(w[0, 1], list("abcde"), list("wxyz"), title="t")
-    assert len(fig.axes) == 2  # the heatmap and its colour bar
-    with pytest.raises(ValueError, match="one \\(t_q, t_k\\) matrix"):
-        plot_attention(w[0])
-    with pytest.raises(ValueError, match="labels"):
-        plot_attention(w[0, 0], list("abc"))
-    widget = attention_explorer({"layer 0": w, "layer 1": w[:, :1]}, keys=[list("abcde"), list("abc")],
-                                queries=[list("wxyz"), list("wx")])
-    example, layer, head = widget.children[0].children
-    assert example.max == 1 and list(layer.options) == ["layer 0", "layer 1"] and list(head.options) == ["mean", 0, 1, 2]
-    example.value, layer.value, head.value = 1, "layer 1", 2  # a head this layer lacks: shows the mean, no error
-    with pytest.raises(ValueError, match="batch, heads, t_q, t_k"):
-        attention_explorer(w[0], keys=[list("abcde")])
