@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-__all__ = ["Exercise", "close"]
+__all__ = ["Exercise", "close", "type_problem"]
 
 
 def close(a: Any, b: Any, rel: float = 1e-6, abs_: float = 1e-9) -> bool:
@@ -30,6 +30,26 @@ def close(a: Any, b: Any, rel: float = 1e-6, abs_: float = 1e-9) -> bool:
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(close(x, y, rel, abs_) for x, y in zip(a, b))
     return a == b
+
+
+def type_problem(got: Any, expected: Any) -> str | None:
+    """Why ``got`` cannot stand for ``expected`` whatever its values (a float mask for a boolean one), or None."""
+    if isinstance(expected, torch.Tensor):
+        if not isinstance(got, torch.Tensor):
+            return f"it returned a {type(got).__name__}; return a torch.Tensor."
+        kinds = [("bool" if t.dtype == torch.bool else "floating-point" if t.dtype.is_floating_point
+                  else "complex" if t.dtype.is_complex else "integer") for t in (got, expected)]
+        if kinds[0] != kinds[1]:
+            return (f"it returned a {kinds[0]} tensor ({got.dtype}); a {kinds[1]} tensor ({expected.dtype}) is asked "
+                    "for (convert with .to(dtype) or build it with that dtype).")
+        if got.shape != expected.shape:
+            return f"it returned shape {tuple(got.shape)}, expected shape {tuple(expected.shape)}."
+    elif isinstance(expected, tuple) and isinstance(got, (tuple, list)) and len(got) == len(expected):
+        for g, e in zip(got, expected):
+            problem = type_problem(g, e)
+            if problem:
+                return problem
+    return None
 
 
 @dataclass
@@ -58,6 +78,9 @@ class Exercise:
                 return self._say(False, verbose, "not written yet: fill in the function, then run this cell again.")
             except Exception as exc:  # the learner's code failing is an answer to report, not a crash
                 return self._say(False, verbose, f"raised {type(exc).__name__}: {exc} on input {_short(args)}.")
+            problem = type_problem(got, expected)
+            if problem:
+                return self._say(False, verbose, f"on input {_short(args)}: {problem}")
             if not close(got, expected):
                 return self._say(False, verbose, f"on input {_short(args)} it returned {_short(got)}, "
                                  f"expected {_short(expected)}.")
