@@ -76,15 +76,6 @@ def test(extra: list[str]) -> int:
     return subprocess.run(cmd, cwd=ROOT, env=env).returncode
 
 
-STRIP_WIDGET_STATE = """
-import sys, nbformat
-for path in sys.argv[1:]:
-    nb = nbformat.read(path, as_version=4)
-    nb.metadata.pop("widgets", None)  # progress bars' widget ids: they churn every diff, show nothing
-    nbformat.write(nb, path)
-"""
-
-
 def notebook_paths(names: list[str]) -> list[Path]:
     """``["02", "04_transformer_lm"]`` -> the notebooks whose names start with those prefixes."""
     every = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
@@ -99,7 +90,8 @@ def notebook_paths(names: list[str]) -> list[Path]:
 
 
 def refresh(names: list[str]) -> int:
-    """Run notebooks top to bottom in full mode and save their outputs in place, as committed.
+    """Run notebooks top to bottom in full mode and save their outputs in place, as committed
+    (tidied by ``llmcourse._tidy`` so that they read well without a kernel).
 
     Run them in course order: each one adds its row to the results table (data/results.json)."""
     paths = notebook_paths(names)
@@ -109,7 +101,8 @@ def refresh(names: list[str]) -> int:
         start = time.perf_counter()
         run(python, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--inplace",
             "--ExecutePreprocessor.timeout=-1", path, env=env)
-        subprocess.run([str(python), "-c", STRIP_WIDGET_STATE, str(path)], check=True, cwd=ROOT)
+        # finished bars as text, static widget fallbacks, no machine paths, a stable kernelspec
+        run(python, "-m", "llmcourse._tidy", path)
         print(f"{path.name}: ran in {time.perf_counter() - start:.0f} s", flush=True)
     return 0
 
