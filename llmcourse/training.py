@@ -315,11 +315,108 @@ def _optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> t
         lr=config.lr, betas=config.betas, fused=device.type == "cuda" or None)
 
 
+class _Validator:
+    """Validation, the best weights and early stopping: ``validate(step, epoch)`` says whether to stop."""
+
+    def __init__(self, model: nn.Module, forward_model: nn.Module, valid_data: Iterable | None, loss_fn: LossFn,
+                 config: TrainConfig, history: History, clock: _Clock, device: torch.device, precision: str, bar):
+        self.model, self.forward_model, self.valid_data, self.loss_fn = model, forward_model, valid_data, loss_fn
+        self.config, self.history, self.clock, self.device, self.precision, self.bar = (
+            config, history, clock, device, precision, bar)
+        self.best_state: dict[str, Tensor] | None = None
+        self.bad_validations = 0
+
+    def validate(self, step: int, epoch: int) -> bool:
+        if self.valid_data is None:
+            return False
+        config, history, at = self.config, self.history, self.clock.seconds()
+        with self.clock.paused():
+            val_loss, _ = evaluate(self.forward_model, self.valid_data, loss_fn=self.loss_fn, device=self.device,
+                                   max_batches=config.max_eval_batches, precision=self.precision)
+            ppl = math.exp(min(val_loss, 50))
+            history.valid.append({"step": step, "epoch": epoch, "seconds": round(at, 3), "loss": val_loss, "ppl": ppl})
+            self.bar.write(f"step {step:>6}  {at:7.1f} s  valid loss {val_loss:.4f}  valid ppl {ppl:.2f}")
+            if val_loss < history.best_valid_loss:
+                history.best_valid_loss, history.best_step, self.bad_validations = val_loss, step, 0
+                if config.checkpoint_dir:
+                    save_checkpoint(self.model, config.checkpoint_dir, history=history)
+                if config.restore_best:
+                    self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            else:
+                self.bad_validations += 1
+        return config.patience is not None and self.bad_validations > config.patience
+
+
+class _Updater:
+    """One optimizer update: the learning rate of this step, backward (scaled in fp16), clipping, step."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig, scaler):
+        self.model, self.optimizer, self.config, self.scaler = model, optimizer, config, scaler
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:  # groups keep their ratio to config.lr
+            group["lr"] = lr * group["initial_lr"] / self.config.lr if self.config.lr else lr
+
+    def step(self, loss: Tensor, step: int) -> None:
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"The loss became {loss.item()} at step {step}: lower the learning "
+                                     "rate, or check the data for targets outside the vocabulary.")
+        optimizer, scaler = self.optimizer, self.scaler
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is None:
+            loss.backward()
+        else:  # fp16: scale the loss so that small gradients do not underflow, unscale before clipping
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        if self.config.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        if scaler is None:
+            optimizer.step()
+        else:
+            scaler.step(optimizer)
+            scaler.update()
+
+
+class _Progress:
+    """The progress bar and the training records: the mean loss of each window of ``log_every`` steps."""
+
+    def __init__(self, config: TrainConfig, clock: _Clock, history: History):
+        from tqdm.auto import tqdm
+
+        self.config, self.clock, self.history = config, clock, history
+        self.by_time = config.budget_seconds is not None
+        self.bar = tqdm(total=config.budget_seconds if self.by_time else clock.total_steps,
+                        unit="s" if self.by_time else "step", desc="training", disable=not config.progress,
+                        dynamic_ncols=True,
+                        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{postfix}]" if self.by_time else None)
+        self.loss, self.tokens, self.start = 0.0, 0, clock.seconds()
+
+    def update(self, step: int, epoch: int, lr: float, loss_sum: Tensor, tokens: int, finished: bool) -> None:
+        self.history.train_tokens += tokens
+        self.loss += float(loss_sum.detach())
+        self.tokens += tokens
+        now = self.clock.seconds()
+        self.bar.update(min(now, self.config.budget_seconds) - self.bar.n if self.by_time else 1)
+        if step % self.config.log_every and not finished:
+            return
+        elapsed, mean = now - self.start, self.loss / max(self.tokens, 1)
+        record = {"step": step, "epoch": epoch, "seconds": round(now, 3), "loss": mean,
+                  "ppl": math.exp(min(mean, 50)), "lr": lr,
+                  "tokens_per_sec": self.tokens / elapsed if elapsed > 0 else float("nan")}
+        self.history.train.append(record)
+        self.bar.set_postfix_str(f"step={step}, loss={mean:.3f}, ppl={record['ppl']:.1f}, lr={lr:.2e}, "
+                                 f"tok/s={record['tokens_per_sec']:.0f}")
+        self.loss, self.tokens, self.start = 0.0, 0, self.clock.seconds()
+
+
 def train(model: nn.Module, train_data: Iterable, valid_data: Iterable | None = None,
           config: TrainConfig | None = None, *, device: torch.device | str | None = None,
           optimizer: torch.optim.Optimizer | None = None, loss_fn: LossFn | None = None) -> History:
     """Train ``model`` on batches ``(x, y)`` of ``train_data``; validate on ``valid_data``.
 
+    The loop of notebook 00 (forward, loss, ``zero_grad``, ``backward``, ``step``) with its extras:
     AdamW (weights only decayed where they are matrices) unless an ``optimizer`` is given; warm-up
     then the schedule of ``config``, over steps or over a time budget; gradient clipping; the
     precision and compilation the device allows (:mod:`llmcourse.precision`); a progress bar with the
@@ -332,124 +429,51 @@ def train(model: nn.Module, train_data: Iterable, valid_data: Iterable | None = 
     model.to(device)
     loss_fn = loss_fn or _default_loss(model)
     stateful = _is_stateful(model)
-    optimizer = optimizer or _optimizer(model, config, device)
-    for group in optimizer.param_groups:
-        group.setdefault("initial_lr", group["lr"])
     try:
         steps_per_epoch = len(train_data)  # type: ignore[arg-type]
     except TypeError:
         steps_per_epoch = None
     precision = resolve_precision(config.precision, device)
-    scaler = grad_scaler(precision, device)
-    compiled = resolve_compile(config.compile, device)
-    forward_model = _try_compile(model) if compiled else model
-    compiled = forward_model is not model
-
-    history = History(budget_seconds=config.budget_seconds, precision=precision, compiled=compiled)
-    best_state: dict[str, Tensor] | None = None
-    bad_validations, step, epoch = 0, 0, 0
-    from tqdm.auto import tqdm
-
+    forward_model = _try_compile(model) if resolve_compile(config.compile, device) else model
+    history = History(budget_seconds=config.budget_seconds, precision=precision, compiled=forward_model is not model)
     clock = _Clock(config, steps_per_epoch)
-    by_time = config.budget_seconds is not None
-    bar = tqdm(total=config.budget_seconds if by_time else clock.total_steps, unit="s" if by_time else "step",
-               desc="training", disable=not config.progress, dynamic_ncols=True,
-               bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{postfix}]" if by_time else None)
-    window_loss, window_tokens, window_start = 0.0, 0, clock.seconds()
+    updater = _Updater(model, optimizer or _optimizer(model, config, device), config, grad_scaler(precision, device))
+    progress = _Progress(config, clock, history)
+    validator = _Validator(model, forward_model, valid_data, loss_fn, config, history, clock, device, precision,
+                           progress.bar)
+    step, epoch, stop = 0, 0, False  # stop: early stopping
     model.train()
-
-    def validate() -> bool:
-        """Validate, record, keep the best; True when early stopping says stop."""
-        nonlocal best_state, bad_validations
-        if valid_data is None:
-            return False
-        at = clock.seconds()
-        with clock.paused():
-            val_loss, _ = evaluate(forward_model, valid_data, loss_fn=loss_fn, device=device,
-                                   max_batches=config.max_eval_batches, precision=precision)
-            ppl = math.exp(min(val_loss, 50))
-            history.valid.append({"step": step, "epoch": epoch, "seconds": round(at, 3),
-                                  "loss": val_loss, "ppl": ppl})
-            bar.write(f"step {step:>6}  {at:7.1f} s  valid loss {val_loss:.4f}  valid ppl {ppl:.2f}")
-            if val_loss < history.best_valid_loss:
-                history.best_valid_loss, history.best_step, bad_validations = val_loss, step, 0
-                if config.checkpoint_dir:
-                    save_checkpoint(model, config.checkpoint_dir, history=history)
-                if config.restore_best:
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                bad_validations += 1
-        return config.patience is not None and bad_validations > config.patience
-
-    def optimizer_step(loss: Tensor) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is None:
-            loss.backward()
-        else:  # fp16: scale the loss so that small gradients do not underflow, unscale before clipping
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-        if config.grad_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        if scaler is None:
-            optimizer.step()
-        else:
-            scaler.step(optimizer)
-            scaler.update()
-
-    stop = False  # early stopping
-    while epoch < clock.epochs and not stop and not clock.done(step):
-        state, steps_before = None, step
-        for x, y in train_data:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            lr = clock.lr(step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group["initial_lr"] / config.lr if config.lr else lr
-            with autocast(precision, device):
-                output, state = _forward(forward_model, stateful, x, state)
-            loss_sum, n = loss_fn(output, y)
-            loss = loss_sum / n.clamp(min=1)
-            if not torch.isfinite(loss):
-                bar.close()
-                raise FloatingPointError(f"The loss became {loss.item()} at step {step}: lower the learning "
-                                         "rate, or check the data for targets outside the vocabulary.")
-            optimizer_step(loss)
-            state = _detach(state)
-            step += 1
-            ntok = int(n)
-            history.train_tokens += ntok
-            window_loss += float(loss_sum.detach())
-            window_tokens += ntok
-            now = clock.seconds()
-            bar.update(min(now, config.budget_seconds) - bar.n if by_time else 1)
-            finished = clock.done(step)
-            if step % config.log_every == 0 or finished:
-                elapsed = now - window_start
-                mean = window_loss / max(window_tokens, 1)
-                record = {"step": step, "epoch": epoch, "seconds": round(now, 3), "loss": mean,
-                          "ppl": math.exp(min(mean, 50)), "lr": lr,
-                          "tokens_per_sec": window_tokens / elapsed if elapsed > 0 else float("nan")}
-                history.train.append(record)
-                bar.set_postfix_str(f"step={step}, loss={mean:.3f}, ppl={record['ppl']:.1f}, lr={lr:.2e}, "
-                                    f"tok/s={record['tokens_per_sec']:.0f}")
-                window_loss, window_tokens, window_start = 0.0, 0, clock.seconds()
-            if clock.validation_due(step):
-                stop = validate()
-            if stop or finished:
-                break
-        if step == steps_before:
-            bar.close()
-            raise ValueError("train_data gave no batch: it is empty (too few tokens for one batch?).")
-        epoch += 1
-        if not stop and not (config.eval_every or config.eval_every_seconds):
-            stop = validate()  # at the end of each epoch
-    if not stop and valid_data is not None and (not history.valid or history.valid[-1]["step"] != step):
-        validate()  # the final weights are always validated
-    bar.close()
-    history.stopped_early = stop
-    history.steps = step
-    history.train_seconds = clock.seconds()
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    try:
+        while epoch < clock.epochs and not stop and not clock.done(step):
+            state, steps_before = None, step
+            for x, y in train_data:
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                lr = clock.lr(step)
+                updater.set_lr(lr)
+                with autocast(precision, device):
+                    output, state = _forward(forward_model, stateful, x, state)
+                loss_sum, n = loss_fn(output, y)
+                updater.step(loss_sum / n.clamp(min=1), step)
+                state = _detach(state)
+                step += 1
+                finished = clock.done(step)
+                progress.update(step, epoch, lr, loss_sum, int(n), finished)
+                if clock.validation_due(step):
+                    stop = validator.validate(step, epoch)
+                if stop or finished:
+                    break
+            if step == steps_before:
+                raise ValueError("train_data gave no batch: it is empty (too few tokens for one batch?).")
+            epoch += 1
+            if not stop and not (config.eval_every or config.eval_every_seconds):
+                stop = validator.validate(step, epoch)  # at the end of each epoch
+        if not stop and valid_data is not None and (not history.valid or history.valid[-1]["step"] != step):
+            validator.validate(step, epoch)  # the final weights are always validated
+    finally:
+        progress.bar.close()
+    history.stopped_early, history.steps, history.train_seconds = stop, step, clock.seconds()
+    if validator.best_state is not None:
+        model.load_state_dict(validator.best_state)
     return history
 
 
