@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from .attention import scaled_dot_product_attention
 from .config import cache_dir, machine
-from .files import atomic_write
+from .files import read_json_rows, update_json_rows
 from .results import current_mode, format_seconds
 
 __all__ = ["attention_cost", "training_flops_per_token", "record", "load", "DEVICE_WATTS", "energy_kwh",
@@ -207,17 +207,15 @@ def record(model: str, *, train_seconds: float, train_flops: float | None, noteb
     row = {"model": model, "train_seconds": float(train_seconds),
            "train_flops": None if train_flops is None else float(train_flops), "notebook": notebook,
            "mode": current_mode(), "machine": machine(), **extra}
-    rows = [r for r in load(path) if (r["model"], r.get("mode")) != (model, row["mode"])] + [row]
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(rows, indent=2)))
+    update_json_rows(path, row, same=lambda r: (r["model"], r.get("mode")))
     return row
 
 
 def load(path: Path | None = None, mode: str | None = "current") -> list[dict]:
     """The recorded compute rows, in the order the notebooks ran (only ``mode``'s, by default the current one)."""
     path = path or compute_path()
-    rows = json.loads(path.read_text()) if path.is_file() else []
     mode = current_mode() if mode == "current" else mode
-    return [r for r in rows if mode is None or r.get("mode") == mode]
+    return [r for r in read_json_rows(path) if mode is None or r.get("mode") == mode]
 
 
 def compute_table(rows: Sequence[dict] | None = None, watts: dict[str, float] | None = None) -> list[dict]:

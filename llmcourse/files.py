@@ -2,17 +2,21 @@
 
 Everything the course saves (vocabularies, checkpoints, n-gram models, the results table, the
 download cache) is first written to a temporary file beside its destination and renamed only once
-complete: an interrupted run leaves the old file or none, never a truncated one.
+complete: an interrupted run leaves the old file or none, never a truncated one. Tables that
+several processes add rows to (the results table, in a workshop where many notebooks run at once)
+are updated under a file lock (:func:`update_json_rows`), so that no process's row is lost.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "locked", "read_json_rows", "update_json_rows"]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -39,3 +43,54 @@ def _umask() -> int:
     mask = os.umask(0)  # the only way to read it is to set it
     os.umask(mask)
     return mask
+
+
+@contextlib.contextmanager
+def locked(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock, across processes, on ``path`` (through a hidden ``.NAME.lock`` beside it)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "a+b") as handle:
+        if os.name == "nt":  # pragma: no cover - Windows
+            import msvcrt
+
+            handle.seek(0)
+            msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if os.name == "nt":  # pragma: no cover
+                handle.seek(0)
+                msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+            else:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def read_json_rows(path: str | os.PathLike) -> list[dict]:
+    """The rows of a JSON table file (a list of objects), or none if it does not exist yet."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not a readable table ({exc}): move it aside to start a new one.") from exc
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ValueError(f"{path} should hold a JSON list of rows: move it aside to start a new one.")
+    return rows
+
+
+def update_json_rows(path: str | os.PathLike, row: dict, same: Callable[[dict], Any]) -> list[dict]:
+    """Replace the rows whose ``same(row)`` equals this row's by ``row`` (appended last), under a lock.
+
+    Read, change and write happen while holding :func:`locked`, and the write is atomic, so processes
+    recording at the same moment each keep their row. Returns the rows written.
+    """
+    with locked(path):
+        rows = [r for r in read_json_rows(path) if same(r) != same(row)] + [row]
+        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(rows, indent=2), encoding="utf-8"))
+    return rows

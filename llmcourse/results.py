@@ -13,12 +13,12 @@ README's table is copied from those.
 
 from __future__ import annotations
 
-import json
+import math
 import time
 from pathlib import Path
 
 from .config import cache_dir, is_quick, machine
-from .files import atomic_write
+from .files import read_json_rows, update_json_rows
 
 __all__ = ["results_path", "current_mode", "record", "load", "show", "plot", "format_seconds"]
 
@@ -38,19 +38,26 @@ def load(path: Path | None = None, mode: str | None = None) -> list[dict]:
     if mode not in {"quick", "full", None}:
         raise ValueError(f"mode={mode!r}: choose 'quick', 'full', 'current' or None (every row).")
     path = path or results_path()
-    rows = json.loads(path.read_text()) if path.is_file() else []
-    return [r for r in rows if mode is None or r.get("mode") == mode]
+    return [r for r in read_json_rows(path) if mode is None or r.get("mode") == mode]
 
 
 def record(model: str, *, valid_ppl: float, test_ppl: float, train_seconds: float | None = None,
            notebook: str | None = None, path: Path | None = None, **extra) -> dict:
-    """Add or replace the row of ``model`` in the current mode and return it."""
+    """Add or replace the row of ``model`` in the current mode and return it.
+
+    Safe with many processes recording at once (a workshop): the table is updated under a file lock.
+    """
+    for name, value in (("valid_ppl", valid_ppl), ("test_ppl", test_ppl)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 1):
+            raise ValueError(f"{name}={value!r} for {model!r}: a perplexity is a finite number >= 1 "
+                             "(check the evaluation that produced it).")
+    if train_seconds is not None and not (math.isfinite(train_seconds) and train_seconds >= 0):
+        raise ValueError(f"train_seconds={train_seconds!r} for {model!r}: give a finite number >= 0, or None.")
     path = path or results_path()
     row = {"model": model, "valid_ppl": float(valid_ppl), "test_ppl": float(test_ppl),
            "train_seconds": train_seconds, "notebook": notebook, "mode": current_mode(), "machine": machine(),
            "recorded": time.strftime("%Y-%m-%d %H:%M"), **extra}
-    rows = [r for r in load(path) if (r["model"], r.get("mode")) != (model, row["mode"])] + [row]
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(rows, indent=2)))
+    update_json_rows(path, row, same=lambda r: (r["model"], r.get("mode")))
     return row
 
 

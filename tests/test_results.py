@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import matplotlib
 import pytest
@@ -27,7 +28,7 @@ def test_rows_are_kept_per_model_and_mode(tmp_path, monkeypatch):
     assert [r["test_ppl"] for r in results.load(path, "full")] == [190.0]
     monkeypatch.setenv("LLMCOURSE_QUICK", "1")
     assert [r["test_ppl"] for r in results.load(path, "current")] == [1000.0]
-    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["results.json"]  # no temporaries
     json.loads(path.read_text())  # valid JSON
 
 
@@ -63,3 +64,42 @@ def test_plot_uses_a_log_scale_only_for_a_wide_range(tmp_path, monkeypatch):
     fig = results.plot(path)
     assert fig.axes[0].get_yscale() == "log"
     matplotlib.pyplot.close(fig)
+
+
+def _record_ten(path: str, worker: int) -> None:
+    import os
+
+    os.environ["LLMCOURSE_QUICK"] = "1"
+    for i in range(10):
+        results.record(f"model {worker}.{i}", valid_ppl=100.0 + i, test_ppl=90.0 + i, notebook="nb", path=Path(path))
+
+
+def test_eight_processes_recording_at_once_keep_every_row(tmp_path):
+    import multiprocessing
+
+    path = tmp_path / "results.json"
+    context = multiprocessing.get_context("spawn")  # fresh interpreters, as separate notebooks are
+    workers = [context.Process(target=_record_ten, args=(str(path), w)) for w in range(8)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+    assert [w.exitcode for w in workers] == [0] * 8
+    rows = results.load(path)
+    assert len(rows) == 80 and len({r["model"] for r in rows}) == 80
+
+
+@pytest.mark.parametrize("bad", [dict(valid_ppl=float("nan")), dict(test_ppl=float("inf")), dict(test_ppl=0.5),
+                                 dict(valid_ppl=-3.0), dict(train_seconds=float("nan"))])
+def test_impossible_numbers_are_refused(tmp_path, bad):
+    args = dict(valid_ppl=200.0, test_ppl=190.0, train_seconds=1.0) | bad
+    with pytest.raises(ValueError, match="finite number"):
+        results.record("LSTM", path=tmp_path / "r.json", **args)
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_a_damaged_table_is_a_clear_error(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text('[{"model": "LSTM", ')
+    with pytest.raises(ValueError, match="not a readable table.*move it aside"):
+        results.load(path)
