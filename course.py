@@ -57,8 +57,29 @@ def setup() -> Path:
     return python
 
 
+DATA_CHECK = """
+import sys
+from llmcourse.data import AVAILABILITY_HELP, check_available
+problems = check_available()
+if problems:
+    print("The data sets cannot be had on this machine:", *("  - " + p for p in problems[:6]), sep="\\n")
+    if len(problems) > 6:
+        print(f"  ... and {len(problems) - 6} more")
+    print(AVAILABILITY_HELP)
+    sys.exit(2)
+"""
+
+
+def check_data(python: Path) -> None:
+    """Stop in seconds, with the one message that says what to do, when the data sets cannot be had."""
+    done = subprocess.run([str(python), "-c", DATA_CHECK], cwd=ROOT)
+    if done.returncode:
+        raise SystemExit(done.returncode)
+
+
 def lab(extra: list[str]) -> None:
     python = setup()
+    check_data(python)
     if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in extra:
         print("Running as root (a container or a cloud machine): JupyterLab needs --allow-root there.")
         extra = ["--allow-root", *extra]
@@ -67,6 +88,7 @@ def lab(extra: list[str]) -> None:
 
 def test(extra: list[str]) -> int:
     python = setup()
+    check_data(python)
     env = dict(os.environ)
     env.setdefault("LLMCOURSE_QUICK", "1")  # notebooks in quick mode unless LLMCOURSE_QUICK=0 is set
     mode = "quick" if env["LLMCOURSE_QUICK"] not in {"0", "false", "no", "off", ""} else "full"

@@ -41,6 +41,7 @@ __all__ = [
     "DataError",
     "DATASETS",
     "dataset_path",
+    "check_available",
     "WikiText2",
     "SST2",
     "tokenize_lines",
@@ -152,6 +153,56 @@ def dataset_path(name: str, split: str, download: bool = True) -> Path:
         _download_split(spec, split, path)
     _check_file(path, spec, split, origin="cache")
     return path
+
+
+def _offline() -> bool:
+    return any(os.environ.get(v, "").lower() in {"1", "true", "yes", "on"}
+               for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "LLMCOURSE_OFFLINE"))
+
+
+def _mirror_reachable(timeout: float = 5.0) -> str | None:
+    """None if the mirror answers within ``timeout`` seconds, else why not."""
+    url = os.environ.get("LLMCOURSE_MIRROR", MIRROR).rstrip("/")
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+            return None
+    except urllib.error.HTTPError:
+        return None  # it answered
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        return f"{url} did not answer ({getattr(exc, 'reason', exc)})"
+
+
+def check_available(names: Sequence[str] = tuple(DATASETS), timeout: float = 5.0) -> list[str]:
+    """What stops the course's data sets from being had, in seconds; an empty list when nothing does.
+
+    Each split must be in ``$LLMCOURSE_DATA`` (when set), or in the cache, or downloadable: the mirror
+    must answer and the machine must not be marked offline (``HF_HUB_OFFLINE``). Files present locally
+    are not read here (loading checks them); ``course.py test`` and ``lab`` call this first, so that a
+    machine without the data stops at once with the one message that says what to do.
+    """
+    missing = []
+    for name in names:
+        spec = DATASETS[name]
+        for split, entry in spec.splits.items():
+            folder = data_dir()
+            if folder is not None:
+                if not (folder / spec.folder / entry.filename).is_file():
+                    missing.append(f"LLMCOURSE_DATA={folder} has no {spec.folder}/{entry.filename} ({name} {split})")
+            elif not (cache_dir() / spec.folder / entry.filename).is_file():
+                missing.append(f"{name} {split} (not in the cache {cache_dir() / spec.folder})")
+    if not missing or data_dir() is not None:
+        return missing
+    why = "this machine is marked offline (HF_HUB_OFFLINE)" if _offline() else _mirror_reachable(timeout)
+    if why is None:
+        return []  # the missing files can be downloaded
+    return [f"{m}, and it cannot be downloaded: {why}" for m in missing]
+
+
+AVAILABILITY_HELP = (
+    "The course needs WikiText-2 and SST-2. Either let it download them (on a machine that can reach "
+    "huggingface.co, with HF_HUB_OFFLINE unset), or put the official files in a folder and point "
+    "LLMCOURSE_DATA at it: see the README, section 'Data'."
+)
 
 
 def _check_file(path: Path, spec: DatasetSpec, split: str, origin: str) -> None:

@@ -163,3 +163,24 @@ def test_window_dataset_predicts_every_token_once():
         ds[7]
     with pytest.raises(ValueError, match="too few"):
         LMWindowDataset(torch.arange(5), seq_len=8)
+
+
+def test_check_available_says_what_stops_the_data(monkeypatch, tmp_path):
+    from llmcourse.data import check_available
+
+    monkeypatch.setenv("LLMCOURSE_DATA", str(tmp_path / "nothing"))
+    problems = check_available(["wikitext-2"])
+    assert len(problems) == 3 and "has no wikitext-2/wiki.train.tokens" in problems[0]
+    monkeypatch.delenv("LLMCOURSE_DATA")
+    monkeypatch.setenv("LLMCOURSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert all("marked offline" in p for p in check_available(["sst2"]))
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("LLMCOURSE_MIRROR", "http://127.0.0.1:9")  # nothing listens there
+    assert all("did not answer" in p for p in check_available(["sst2"], timeout=2))
+
+
+def test_check_available_with_the_real_folder(shared_data):
+    from llmcourse.data import check_available
+
+    assert check_available() == []
