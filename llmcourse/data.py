@@ -371,6 +371,10 @@ def wikitext2_vocab(min_freq: int = 1) -> Vocab:
 
 def numericalize(token_lists: Sequence[Sequence[str]], vocab: Vocab) -> Tensor:
     """Concatenate token lists into one stream of ids: a ``LongTensor`` of shape ``(n_tokens,)``."""
+    if isinstance(token_lists, str) or any(isinstance(tokens, str) for tokens in token_lists):
+        raise TypeError("numericalize takes token lists (one list of str per line), not strings: a string "
+                        "would be looked up character by character. Tokenize first, e.g. "
+                        "numericalize(tokenize_lines(lines), vocab).")
     ids = [vocab[t] for tokens in token_lists for t in tokens]
     return torch.tensor(ids, dtype=torch.long)
 

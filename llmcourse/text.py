@@ -117,6 +117,9 @@ class Vocab:
         return token in self._stoi
 
     def __getitem__(self, token: str) -> int:
+        if not isinstance(token, str):
+            hint = f" To get the token at index {token}, use vocab.lookup_token({token})." if isinstance(token, int) else ""
+            raise TypeError(f"vocab[...] looks up a token, a str; got {type(token).__name__} {token!r}.{hint}")
         index = self._stoi.get(token)
         if index is not None:
             return index
@@ -165,6 +168,8 @@ class Vocab:
         return list(self._itos)
 
     def append_token(self, token: str) -> None:
+        if not isinstance(token, str):
+            raise TypeError(f"A vocabulary holds tokens as str; got {type(token).__name__} {token!r}.")
         if token in self._stoi:
             raise RuntimeError(f"Token {token!r} is already in the vocabulary at index {self._stoi[token]}.")
         self._stoi[token] = len(self._itos)

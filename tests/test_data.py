@@ -184,3 +184,12 @@ def test_check_available_with_the_real_folder(shared_data):
     from llmcourse.data import check_available
 
     assert check_available() == []
+
+
+def test_numericalize_refuses_untokenized_strings():
+    vocab = build_vocab_from_iterator([["the", "cat"]], specials=["<unk>"])
+    vocab.set_default_index(vocab["<unk>"])
+    assert numericalize([["the", "cat"]], vocab).tolist() == [vocab["the"], vocab["cat"]]
+    for bad in (["the cat"], "the cat"):
+        with pytest.raises(TypeError, match="Tokenize first"):
+            numericalize(bad, vocab)

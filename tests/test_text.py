@@ -85,3 +85,11 @@ def test_vocab_save_and_load(tmp_path):
 def test_a_string_instead_of_token_lists_is_refused():
     with pytest.raises(TypeError, match="Tokenize each line first"):
         build_vocab_from_iterator(["hello world", "again"])
+
+
+def test_a_lookup_by_the_wrong_type_is_a_clear_error():
+    vocab = Vocab(["<unk>", "the", "cat"], default_index=0)
+    with pytest.raises(TypeError, match=r"looks up a token, a str; got int 5.*vocab.lookup_token\(5\)"):
+        vocab[5]  # used to return the default index, 0, silently
+    with pytest.raises(TypeError, match="tokens as str"):
+        vocab.append_token(3)
