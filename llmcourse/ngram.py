@@ -486,17 +486,29 @@ class NGramLM:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "NGramLM":
-        with np.load(path, allow_pickle=False) as data:
-            if "config" not in data:
-                raise ValueError(f"{path} is not an n-gram model saved by NGramLM.save.")
-            cfg = json.loads(str(data["config"]))
-            if isinstance(cfg.get("lambdas"), list):
-                cfg["lambdas"] = tuple(cfg["lambdas"])
-            config = NGramConfig(**cfg)
-            vocab = Vocab.from_dict(json.loads(str(data["vocab"])))
-            levels = [_Level(*(data[f"{name}{k}"] for name in ("keys", "counts", "alpha", "gamma")))
-                      for k in range(1, config.order + 1)]
-            stats = json.loads(str(data["stats"]))
+        """A model saved by :meth:`save`; a damaged or foreign file is a ``ValueError`` naming it."""
+        import zipfile
+
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if "config" not in data:
+                    raise ValueError("it has no 'config' entry")
+                cfg = json.loads(str(data["config"]))
+                if isinstance(cfg.get("lambdas"), list):
+                    cfg["lambdas"] = tuple(cfg["lambdas"])
+                config = NGramConfig(**cfg)
+                vocab = Vocab.from_dict(json.loads(str(data["vocab"])))
+                levels = [_Level(*(data[f"{name}{k}"] for name in ("keys", "counts", "alpha", "gamma")))
+                          for k in range(1, config.order + 1)]
+                stats = json.loads(str(data["stats"]))
+        except FileNotFoundError:
+            raise
+        except (ValueError, KeyError, TypeError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            # numpy's own message for a file that is not an .npz suggests allow_pickle=True: never do that
+            # with a file you did not write, so the message here does not repeat it.
+            reason = str(exc) if "pickle" not in str(exc) else "it is not an .npz archive"
+            raise ValueError(f"{path} is not a readable n-gram model saved by NGramLM.save ({reason}). "
+                             "Fit the model again and save it, or restore the file from where you saved it.") from None
         return cls(config, vocab, levels, stats)
 
 

@@ -265,9 +265,14 @@ def test_save_load_round_trip(tmp_path):
         back = NGramLM.load(path)
         assert back.config == lm.config and back.vocab == lm.vocab
         np.testing.assert_array_equal(back.token_log_probs(TEST), lm.token_log_probs(TEST))
-    with pytest.raises(ValueError, match="not an n-gram model"):
-        np.savez(tmp_path / "other.npz", x=np.zeros(2))
-        NGramLM.load(tmp_path / "other.npz")
+    np.savez(tmp_path / "other.npz", x=np.zeros(2))
+    good = path.read_bytes()
+    (tmp_path / "cut.npz").write_bytes(good[: len(good) // 2])
+    (tmp_path / "noise.npz").write_bytes(b"not a model at all" * 10)
+    for name in ("other.npz", "cut.npz", "noise.npz"):
+        with pytest.raises(ValueError, match="not a readable n-gram model saved by NGramLM.save") as info:
+            NGramLM.load(tmp_path / name)
+        assert "allow_pickle" not in str(info.value) and name in str(info.value)
 
 
 def test_clear_errors():
