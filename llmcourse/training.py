@@ -464,6 +464,9 @@ def train(model: nn.Module, train_data: Iterable, valid_data: Iterable | None = 
                     break
             if step == steps_before:
                 raise ValueError("train_data gave no batch: it is empty (too few tokens for one batch?).")
+            if history.train_tokens == 0:
+                raise ValueError("Every target in train_data is -100 (ignored): there is nothing to learn, and "
+                                 "the loss would read 0 (perplexity 1). Check how the targets were built.")
             epoch += 1
             if not stop and not (config.eval_every or config.eval_every_seconds):
                 stop = validator.validate(step, epoch)  # at the end of each epoch
@@ -520,21 +523,59 @@ def load_checkpoint(directory: str | os.PathLike, model: nn.Module | None = None
     ``config.json``: its class must live in ``llmcourse`` and take its config dataclass
     (``cls.config_class``); no pickle is ever read.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import load_model
 
     directory = Path(directory)
     for name in (WEIGHTS, CONFIG):
         if not (directory / name).is_file():
             raise FileNotFoundError(f"{directory} is not a checkpoint: {name} is missing.")
-    meta = json.loads((directory / CONFIG).read_text())
+    damaged = f"Save the model again, or restore {directory} from where you saved it."
+    try:
+        meta = json.loads((directory / CONFIG).read_text(encoding="utf-8"))
+        model_class, saved_config = meta["model_class"], meta["config"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{directory / CONFIG} is damaged or not written by save_checkpoint "
+                         f"({type(exc).__name__}: {exc}). {damaged}") from None
     if model is None:
-        module_name, _, class_name = meta["model_class"].rpartition(".")
+        module_name, _, class_name = model_class.rpartition(".")
         if not module_name.startswith("llmcourse."):
-            raise ValueError(f"{directory} holds a {meta['model_class']}; only llmcourse models can be rebuilt "
+            raise ValueError(f"{directory} holds a {model_class}; only llmcourse models can be rebuilt "
                              "from their config. Build the model yourself and pass it as model=.")
         cls = getattr(importlib.import_module(module_name), class_name)
-        if meta["config"] is None or not hasattr(cls, "config_class"):
-            raise ValueError(f"{meta['model_class']} has no config dataclass to rebuild it from.")
-        model = cls(cls.config_class(**meta["config"]))
-    load_model(model, str(directory / WEIGHTS), device=str(device))
+        if saved_config is None or not hasattr(cls, "config_class"):
+            raise ValueError(f"{model_class} has no config dataclass to rebuild it from.")
+        model = cls(cls.config_class(**saved_config))
+    else:
+        _check_same_model(directory, model, model_class, saved_config)
+    try:
+        load_model(model, str(directory / WEIGHTS), device=str(device))
+    except SafetensorError as exc:
+        raise ValueError(f"{directory / WEIGHTS} is damaged ({exc}). {damaged}") from None
+    except RuntimeError as exc:  # missing or unexpected weights, or shapes that differ
+        raise ValueError(f"The weights in {directory} do not fit this {type(model).__name__}: "
+                         f"{str(exc).splitlines()[0]}. Build the model from the checkpoint's config.json "
+                         "(load_checkpoint(directory) without model=).") from None
     return model.to(device)
+
+
+def _check_same_model(directory: Path, model: nn.Module, model_class: str, saved_config: dict | None) -> None:
+    """Refuse weights saved from another class or config, even where the shapes would not show it
+    (a causal model's weights loaded into a non-causal one, a different positional encoding)."""
+    cls = type(getattr(model, "_orig_mod", model))
+    if f"{cls.__module__}.{cls.__qualname__}" != model_class:
+        raise ValueError(f"{directory} holds a {model_class}, not a {cls.__module__}.{cls.__qualname__}: "
+                         "pass a model of the saved class, or none to rebuild it.")
+    config = getattr(model, "config", None)
+    if saved_config is None or not dataclasses.is_dataclass(config):
+        return
+    ours = dataclasses.asdict(config)
+    saved = json.loads(json.dumps(saved_config))  # as it was written: tuples became lists
+    ours = json.loads(json.dumps(ours))
+    # dropout and initialisation do not change what the saved weights compute: they may differ
+    differ = {k: (saved.get(k), ours.get(k)) for k in sorted(set(saved) | set(ours))
+              if saved.get(k) != ours.get(k) and "dropout" not in k and not k.startswith("init")}
+    if differ:
+        listed = ", ".join(f"{k}: saved {a!r}, this model {b!r}" for k, (a, b) in differ.items())
+        raise ValueError(f"The checkpoint in {directory} was saved from a different config ({listed}). "
+                         "Load it without model= to rebuild the saved model, or build yours with that config.")

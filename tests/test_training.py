@@ -111,6 +111,29 @@ def test_checkpoint_round_trip_without_pickle(tmp_path):
         load_checkpoint(tmp_path / "nothing")
 
 
+def test_damaged_or_mismatched_checkpoints_are_clear_errors(tmp_path):
+    from llmcourse.transformer import TransformerConfig, TransformerLM
+
+    config = TransformerConfig(vocab_size=40, max_context=8, d_model=16, n_layers=1, n_heads=2)
+    save_checkpoint(TransformerLM(config), tmp_path / "gpt")
+    # same shapes, another meaning: a causal model's weights in a model that sees the future
+    with pytest.raises(ValueError, match="different config.*causal: saved True, this model False"):
+        load_checkpoint(tmp_path / "gpt", TransformerLM(TransformerConfig(**{**config.__dict__, "causal": False})))
+    load_checkpoint(tmp_path / "gpt", TransformerLM(TransformerConfig(**{**config.__dict__, "dropout": 0.0})))
+    with pytest.raises(ValueError, match="holds a llmcourse.transformer.TransformerLM, not a llmcourse.lm.BigramLM"):
+        load_checkpoint(tmp_path / "gpt", BigramLM(BigramConfig(vocab_size=40, d_model=16)))
+    weights = (tmp_path / "gpt" / "model.safetensors").read_bytes()
+    (tmp_path / "gpt" / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    with pytest.raises(ValueError, match="model.safetensors is damaged.*Save the model again"):
+        load_checkpoint(tmp_path / "gpt")
+    (tmp_path / "gpt" / "config.json").write_text('{"model_class": ')
+    with pytest.raises(ValueError, match="config.json is damaged or not written by save_checkpoint"):
+        load_checkpoint(tmp_path / "gpt")
+    (tmp_path / "gpt" / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match="KeyError"):
+        load_checkpoint(tmp_path / "gpt")
+
+
 def test_stateful_models_get_their_state_back_detached():
     class Counter(nn.Module):
         stateful = True
@@ -199,6 +222,16 @@ def test_an_empty_training_set_is_a_clear_error():
     model = BigramLM(BigramConfig(vocab_size=10, d_model=4))
     with pytest.raises(ValueError, match="no batch"):
         train(model, [], None, TrainConfig(max_steps=5, progress=False), device="cpu")
+
+
+def test_targets_all_ignored_are_a_clear_error_not_perplexity_one():
+    model = BigramLM(BigramConfig(vocab_size=10, d_model=4))
+    x = torch.randint(10, (4, 8))
+    ignored = [(x, torch.full_like(x, -100))] * 3
+    with pytest.raises(ValueError, match="Every target in train_data is -100"):
+        train(model, ignored, None, TrainConfig(max_steps=5, progress=False), device="cpu")
+    with pytest.raises(ValueError, match="every target is -100"):
+        evaluate(model, ignored)
 
 
 def test_step_runs_record_seconds_and_steps():
