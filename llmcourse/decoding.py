@@ -15,6 +15,7 @@ otherwise the output is taken as logits. Taught in notebook 02; reused unchanged
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -45,8 +46,8 @@ def greedy(logits: Tensor) -> Tensor:
 
 def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
     """Divide logits by ``temperature``: below 1 sharpens the distribution, above 1 flattens it."""
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive (use greedy() for temperature 0), got {temperature}.")
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a positive number (use greedy() for temperature 0), got {temperature}.")
     return logits / temperature
 
 
@@ -103,6 +104,19 @@ def _next_logits(model: nn.Module, output: Tensor) -> Tensor:
     return last
 
 
+def _check_ids(ids: Tensor, model: nn.Module) -> None:
+    """Token ids must be integers inside the model's vocabulary (else PyTorch fails deep in an embedding)."""
+    if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.dtype.is_complex:
+        raise TypeError(f"The prompt must hold integer token ids (torch.long); got dtype {ids.dtype}. "
+                        "Build it with torch.tensor(vocab(words), dtype=torch.long).")
+    vocab_size = getattr(getattr(model, "config", None), "vocab_size", None)
+    low, high = int(ids.min()), int(ids.max())
+    if low < 0 or (vocab_size is not None and high >= vocab_size):
+        bad = low if low < 0 else high
+        raise ValueError(f"The prompt holds token id {bad}, outside the model's vocabulary "
+                         f"(0 to {vocab_size - 1 if vocab_size else '...'}): was it built with another vocabulary?")
+
+
 @torch.no_grad()
 def generate(model: nn.Module, prompt: Tensor, max_new_tokens: int, *, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, max_context: int | None = None,
@@ -121,6 +135,7 @@ def generate(model: nn.Module, prompt: Tensor, max_new_tokens: int, *, temperatu
     ids = prompt.unsqueeze(0) if squeeze else prompt
     if ids.dim() != 2 or ids.size(1) == 0:
         raise ValueError(f"The prompt must hold at least one id, shape (time,) or (batch, time); got {tuple(prompt.shape)}.")
+    _check_ids(ids, model)
     if max_context is None:
         max_context = getattr(model, "max_context", None)
     if max_context is not None and max_context < 1:

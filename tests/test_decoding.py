@@ -125,3 +125,16 @@ def test_generate_text_round_trip():
     assert generate_text(model, vocab, "zebra", 2, temperature=0) == "<unk>\nthe"
     with pytest.raises(ValueError, match="empty"):
         generate_text(model, vocab, "   ", 2)
+
+
+def test_bad_prompts_and_temperatures_are_clear_errors():
+    model = RNNLM(RNNConfig(vocab_size=20, d_embed=8, d_hidden=8, n_layers=1))
+    with pytest.raises(ValueError, match="token id 20, outside the model's vocabulary \\(0 to 19\\)"):
+        generate(model, torch.tensor([1, 20]), 3)
+    with pytest.raises(ValueError, match="token id -1"):
+        generate(model, torch.tensor([-1, 2]), 3)
+    with pytest.raises(TypeError, match="integer token ids"):
+        generate(model, torch.tensor([1.0, 2.0]), 3)
+    for bad in (float("nan"), float("inf"), -1.0):
+        with pytest.raises(ValueError, match="temperature must be a positive number"):
+            generate(model, torch.tensor([1, 2]), 3, temperature=bad)
