@@ -41,6 +41,7 @@ with ``alpha = 0`` for an unseen n-gram and ``gamma = 1`` for an unseen context.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -90,8 +91,9 @@ class NGramConfig:
         self.order = int(self.order)
         if self.smoothing not in SMOOTHINGS:
             raise ValueError(f"Unknown smoothing {self.smoothing!r}; choose one of {', '.join(SMOOTHINGS)}.")
-        if self.k <= 0:
-            raise ValueError(f"add-k needs k > 0 (k = 1 is Laplace); got k={self.k}.")
+        if isinstance(self.k, bool) or not (isinstance(self.k, (int, float, np.number)) and math.isfinite(self.k)
+                                            and self.k > 0):
+            raise ValueError(f"add-k needs a finite k > 0 (k = 1 is Laplace); got k={self.k!r}.")
         lambdas = self.lambdas_per_order()
         if any(not 0 <= lam <= 1 for lam in lambdas):
             raise ValueError(f"Interpolation weights must lie in [0, 1]; got {self.lambdas}.")

@@ -280,6 +280,12 @@ def test_clear_errors():
         NGramLM.fit(TRAIN, order=0)
     with pytest.raises(ValueError, match="Unknown smoothing"):
         NGramLM.fit(TRAIN, order=2, smoothing="good-turing")
+    for k in (float("nan"), float("inf"), -1.0, 0.0):
+        with pytest.raises(ValueError, match="add-k needs a finite k > 0"):
+            NGramLM.fit(TRAIN, order=2, smoothing="add-k", k=k)
+    for bad in (dict(smoothing="interpolated", lambdas=float("nan")), dict(smoothing="kn", discount=float("nan"))):
+        with pytest.raises(ValueError, match="must lie in"):
+            NGramLM.fit(TRAIN, order=2, **bad)
     with pytest.raises(ValueError, match="one weight per order"):
         NGramLM.fit(TRAIN, order=3, smoothing="interpolated", lambdas=(0.5, 0.5))
     lm = _fit("kn", 3)
