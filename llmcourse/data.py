@@ -71,6 +71,7 @@ class Split:
     rows: int  # lines (WikiText-2) or data rows without the header (SST-2)
     words: int | None = None  # white-space tokens (WikiText-2)
     sha256: str | None = None  # of the remote Parquet file, where published
+    text_sha256: str | None = None  # of the official text file, where a local copy must equal it byte for byte
 
 
 @dataclass(frozen=True)
@@ -94,9 +95,11 @@ DATASETS: dict[str, DatasetSpec] = {
             "train": Split("wiki.train.tokens", "wikitext-2-v1/train-00000-of-00001.parquet", 36_718, 2_051_910,
                            "dfc27e4360c639dc1fba1e403bfffd53af4a5c75d5363b5724d49bf12d07cce6"),
             "valid": Split("wiki.valid.tokens", "wikitext-2-v1/validation-00000-of-00001.parquet", 3_760, 213_886,
-                           "717de9a0c1c0b0b1dfdd8f1e6ad8a30ece618bbde81f5da8207277547d324215"),
+                           "717de9a0c1c0b0b1dfdd8f1e6ad8a30ece618bbde81f5da8207277547d324215",
+                           "f0737ed31fc1329026e95cb8b98e19c2a182c39c240ab909dc31abf2f8af58e8"),
             "test": Split("wiki.test.tokens", "wikitext-2-v1/test-00000-of-00001.parquet", 4_358, 241_211,
-                          "e6b3913da714b63a60a571698b20ff15441fb015783ea1b5285f707d4f2f00a9"),
+                          "e6b3913da714b63a60a571698b20ff15441fb015783ea1b5285f707d4f2f00a9",
+                          "d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0"),
         },
     ),
     "sst2": DatasetSpec(
@@ -205,11 +208,29 @@ AVAILABILITY_HELP = (
 )
 
 
+def _hash_note(path: Path) -> Path:
+    """Where the cache keeps the sha256 of a file it wrote, to check the file on every later load."""
+    return path.with_name(f".{path.name}.sha256")
+
+
 def _check_file(path: Path, spec: DatasetSpec, split: str, origin: str) -> None:
-    """Check a local file's size in lines and words (WikiText-2) or rows and header (TSV)."""
+    """Check a local file: valid UTF-8, its sha256 where it is known, and its size in lines and words
+    (WikiText-2) or rows and header (TSV).
+
+    A hash is known for the official valid and test files of WikiText-2 (in ``$LLMCOURSE_DATA``) and, in
+    the cache, for every file the course downloaded (noted beside it when it was written); elsewhere
+    (WikiText-2's train file, SST-2) the counts stand in.
+    """
     entry = spec.splits[split]
-    with open(path, encoding="utf-8", newline="") as f:
-        text = f.read()
+    data = path.read_bytes()
+    fix = ("delete it and run again to download a fresh copy" if origin == "cache"
+           else "replace it with the official file (see the course README, 'Data')")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{path} is not valid UTF-8 (line {line:,}, byte {exc.start:,}: {exc.reason}): the file is "
+                        f"damaged or in another encoding. To fix it, {fix}.") from None
     lines = _lines(text)
     problems = []
     if spec.header is not None:
@@ -226,9 +247,16 @@ def _check_file(path: Path, spec: DatasetSpec, split: str, origin: str) -> None:
         if words != entry.words:
             problems.append(f"{words:,} words (expected {entry.words:,})")
     if problems:
-        fix = ("delete it and run again to download a fresh copy" if origin == "cache"
-               else "replace it with the official file (see the course README, 'Data')")
         raise DataError(f"{path} is incomplete or corrupted: it has {' and '.join(problems)}. "
+                        f"To fix it, {fix}.")
+    digest = hashlib.sha256(data).hexdigest()
+    note = _hash_note(path)
+    if origin == "cache":  # the hash noted when the course downloaded it (older caches have none)
+        expected = note.read_text().strip() if note.is_file() else None
+    else:  # a folder of official files (a download is checked by its Parquet file's sha256 instead)
+        expected = entry.text_sha256 if origin == "LLMCOURSE_DATA" else None
+    if expected is not None and digest != expected:
+        raise DataError(f"{path} has been changed: its sha256 is {digest}, expected {expected}. "
                         f"To fix it, {fix}.")
 
 
@@ -298,6 +326,8 @@ def _download_split(spec: DatasetSpec, split: str, dest: Path) -> None:
                     writer.writerows(zip(columns["sentence"], columns["label"]))
         # Check the converted file *before* it enters the cache: rows are SST-2's only checksum.
         _check_file(staged, spec, split, origin="download")
+        digest = hashlib.sha256(staged.read_bytes()).hexdigest()
+        atomic_write(_hash_note(dest), lambda tmp: tmp.write_text(digest + "\n"))
         os.replace(staged, dest)
 
 

@@ -91,7 +91,7 @@ def _pin(monkeypatch, spec_name, split, sha256):
 
 
 def _leftovers(cache: Path) -> list[Path]:
-    return [p for p in cache.rglob("*") if p.is_file()]
+    return sorted(p for p in cache.rglob("*") if p.is_file())
 
 
 def test_download_verifies_converts_and_caches(shared_data, no_data_env, tmp_path, monkeypatch):
@@ -101,9 +101,14 @@ def test_download_verifies_converts_and_caches(shared_data, no_data_env, tmp_pat
     _pin(monkeypatch, "wikitext-2", "valid", digest)
     got = WikiText2("valid")
     assert [line.split() for line in got] == [line.split() for line in lines]
-    assert _leftovers(no_data_env) == [no_data_env / "wikitext-2" / "wiki.valid.tokens"]
+    cached = no_data_env / "wikitext-2" / "wiki.valid.tokens"
+    assert _leftovers(no_data_env) == [cached.with_name(".wiki.valid.tokens.sha256"), cached]  # and its hash
     monkeypatch.setenv("LLMCOURSE_MIRROR", "file:///nowhere")  # a cache hit needs no network
     assert len(WikiText2("valid")) == 3_760
+    data = cached.read_bytes()
+    cached.write_bytes(data.replace(b" the ", b" thE ", 1))  # one byte: the same lines and words
+    with pytest.raises(DataError, match=r"wiki\.valid\.tokens has been changed.*delete it and run again"):
+        WikiText2("valid")
 
 
 def test_a_checksum_mismatch_caches_nothing(shared_data, no_data_env, tmp_path, monkeypatch):
@@ -193,3 +198,17 @@ def test_numericalize_refuses_untokenized_strings():
     for bad in (["the cat"], "the cat"):
         with pytest.raises(TypeError, match="Tokenize first"):
             numericalize(bad, vocab)
+
+
+def test_one_changed_byte_or_bad_utf8_in_an_official_file_is_named(shared_data, tmp_path, monkeypatch):
+    folder = _copy_wikitext(shared_data, tmp_path, splits=("valid", "test"))
+    monkeypatch.setenv("LLMCOURSE_DATA", str(tmp_path / "offline"))
+    valid, test = folder / "wiki.valid.tokens", folder / "wiki.test.tokens"
+    valid.write_bytes(valid.read_bytes().replace(b" the ", b" thE ", 1))  # same lines, same words
+    with pytest.raises(DataError, match=r"wiki\.valid\.tokens has been changed: its sha256 is"):
+        WikiText2("valid")
+    data = test.read_bytes()
+    third_line = [i for i, b in enumerate(data) if b == 10][1] + 2
+    test.write_bytes(data[:third_line] + b"\xff" + data[third_line + 1:])
+    with pytest.raises(DataError, match=r"wiki\.test\.tokens is not valid UTF-8 \(line 3,"):
+        WikiText2("test")
