@@ -4,6 +4,7 @@
     python3 course.py lab     # create .venv, install the course, open JupyterLab on notebooks/
     python3 course.py test    # create the same .venv, run the unit tests and every notebook (nbval)
     python3 course.py refresh 02 04   # maintainers: re-run notebooks in full mode, outputs saved in place
+    python3 course.py links   # maintainers: copy the repository address from pyproject.toml everywhere
 
 Only Python 3.10+ and pip are needed. The environment lives in .venv beside this file and is
 reused by later runs. torch is installed first and pinned (``torch==2.13.0``, or
@@ -131,12 +132,16 @@ def refresh(names: list[str]) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["lab", "test", "setup", "refresh"],
+    parser.add_argument("command", choices=["lab", "test", "setup", "refresh", "links"],
                         help="lab: set up and open JupyterLab; test: set up and run all tests; setup: only set up; "
-                             "refresh: re-run notebooks (all, or those named) in full mode, saving their outputs")
+                             "refresh: re-run notebooks (all, or those named) in full mode, saving their outputs; "
+                             "links: copy the repository's address from pyproject.toml into badges and install cells")
     args, extra = parser.parse_known_args()
     if args.command == "refresh":
         return refresh(extra)
+    if args.command == "links":
+        run(setup(), "-m", "llmcourse._links")
+        return 0
     if args.command == "setup":
         setup()
         return 0
