@@ -12,6 +12,7 @@ One concept, one module (and one notebook):
 ``llmcourse.decoding``    greedy, temperature, top-k and top-p generation (02, 04)
 ``llmcourse.attention``   attention, masks, multi-head attention (03, 04, 05)
 ``llmcourse.seq2seq``     the synthetic encoder–decoder task of notebook 03
+``llmcourse.attribution`` occlusion and gradient×input against attention weights (03)
 ``llmcourse.transformer`` a GPT-style Transformer LM, export to GPT-2 (notebook 04)
 ``llmcourse.bert``        masked LM, a BERT encoder, SST-2 fine-tuning helpers (notebook 05)
 ``llmcourse.heads``       the output layer both LMs share: full or adaptive softmax (02, 04)

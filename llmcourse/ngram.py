@@ -7,8 +7,9 @@ order and any of the smoothing methods the notebook teaches:
 ``"mle"``          maximum likelihood, ``c(h w) / c(h)``: zero for every unseen n-gram
 ``"add-k"``        add-k (Laplace for ``k = 1``): ``(c(h w) + k) / (c(h) + k V)``
 ``"interpolated"`` Jelinek-Mercer: ``lambda * P_ML(w | h) + (1 - lambda) * P(w | shorter h)``
-``"backoff"``      absolute-discounting back-off (Katz style): discounted counts for seen n-grams,
-                   the rest of the mass spread over unseen words by the shorter context
+``"backoff"``      absolute-discount back-off (Ney, Essen & Kneser 1994): seen n-grams keep their
+                   count less one discount D per order, the rest of the mass goes to unseen words by
+                   the shorter context (Katz back-off has this shape, with Good-Turing discounts)
 ``"kn"``           interpolated Kneser-Ney: one discount per order, continuation counts below the
                    highest order
 ``"mkn"``          interpolated *modified* Kneser-Ney (Chen & Goodman): three discounts per order;
