@@ -120,7 +120,7 @@ _RECURRENT_GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
 
 def _recurrent_flops(module: nn.RNNBase, tokens: int) -> float:
-    """Forward FLOPs of ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` over ``tokens`` steps, from its matmul shapes.
+    """Forward FLOPs of ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` over ``tokens`` (batch × time) steps, from its shapes.
 
     ``FlopCounterMode`` does not see inside PyTorch's fused recurrent kernels, so they are counted
     here: per layer, direction and token, ``2 * gates * hidden * (input + hidden)`` multiply-adds.
@@ -135,14 +135,15 @@ def _recurrent_flops(module: nn.RNNBase, tokens: int) -> float:
 
 
 def training_flops_per_token(model: nn.Module, x: Tensor, y: Tensor | None = None, loss_fn=None) -> float:
-    """FLOPs of one training step (forward, loss and backward) per token of ``x: (batch, time)``.
+    """FLOPs of one training step (forward, loss and backward) per scored target token of a batch.
 
-    Matrix products are counted by ``torch.utils.flop_counter.FlopCounterMode`` on one real step
-    (the loss is the model's own ``loss_fn`` when it has one, as in :func:`llmcourse.training.train`);
-    recurrent layers, which it cannot see into, are added from their shapes, with the backward pass
-    costing twice the forward (the usual rule, exact for matrix products). Element-wise work
-    (softmax, norms, activations) is not counted, as in the "6 N" rule of thumb. The model's
-    gradients are zeroed afterwards.
+    ``x: (batch, time)``; ``y`` defaults to ``x`` shifted by one (a language model's targets). Matrix
+    products are counted by ``torch.utils.flop_counter.FlopCounterMode`` on one real step (the loss is
+    the model's own ``loss_fn`` when it has one, as in :func:`llmcourse.training.train`); recurrent
+    layers, which it cannot see into, are added from their shapes at each call, with the backward
+    pass costing twice the forward (the usual rule, exact for matrix products). Element-wise work
+    (softmax, norms, activations) is not counted, as in the "6 N" rule of thumb. Divided by the
+    tokens the loss scores, it multiplies ``History.train_tokens``. The gradients are zeroed afterwards.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -150,18 +151,27 @@ def training_flops_per_token(model: nn.Module, x: Tensor, y: Tensor | None = Non
 
     y = x.roll(-1, dims=1) if y is None else y
     loss_fn = loss_fn or _default_loss(model)
-    recurrent = [m for m in model.modules() if isinstance(m, nn.RNNBase)]
+    recurrent_flops = []
+
+    def count(module: nn.RNNBase, inputs, _output) -> None:
+        data = inputs[0]
+        steps = data.data.shape[0] if isinstance(data, nn.utils.rnn.PackedSequence) else data.shape[0] * data.shape[1]
+        recurrent_flops.append(_recurrent_flops(module, steps))
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, nn.RNNBase)]
     was_training = model.training
     model.train()
-    with FlopCounterMode(display=False) as counter:
-        output, _ = _forward(model, _is_stateful(model), x, None)
-        loss_sum, n = loss_fn(output, y)
-        (loss_sum / n).backward()
-    model.zero_grad(set_to_none=True)
-    model.train(was_training)
-    tokens = x.numel()
-    counted = counter.get_total_flops() + 3 * sum(_recurrent_flops(m, tokens) for m in recurrent)
-    return counted / tokens
+    try:
+        with FlopCounterMode(display=False) as counter:
+            output, _ = _forward(model, _is_stateful(model), x, None)
+            loss_sum, n = loss_fn(output, y)
+            (loss_sum / n).backward()
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return (counter.get_total_flops() + 3 * sum(recurrent_flops)) / int(n)
 
 
 # Assumed average power draw while training, in watts: the energy column is an estimate built on these.
