@@ -38,3 +38,10 @@ def test_unwritten_and_crashing_answers_are_reported(capsys):
     assert "not written yet" in capsys.readouterr().out
     assert not MASK.check(lambda t: 1 / 0)
     assert "ZeroDivisionError" in capsys.readouterr().out
+
+
+def test_a_verdict_is_a_truth_value_that_a_notebook_does_not_print():
+    from llmcourse.exercises import Verdict
+
+    assert MASK.check(_mask, verbose=False) and not MASK.check(lambda t: _mask(t).T, verbose=False)
+    assert repr(Verdict(False)) == "Verdict(passed=False)" and Verdict(True)._ipython_display_() is None

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-__all__ = ["Exercise", "close", "type_problem"]
+__all__ = ["Exercise", "Verdict", "close", "type_problem"]
 
 
 def close(a: Any, b: Any, rel: float = 1e-6, abs_: float = 1e-9) -> bool:
@@ -30,6 +30,25 @@ def close(a: Any, b: Any, rel: float = 1e-6, abs_: float = 1e-9) -> bool:
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(close(x, y, rel, abs_) for x, y in zip(a, b))
     return a == b
+
+
+class Verdict:
+    """What :meth:`Exercise.check` returns: true when the answer passed. It prints nothing of its own in a
+    notebook (the check has said everything), so a cell ending in ``exercise.check(...)`` shows no ``False``."""
+
+    __slots__ = ("passed",)
+
+    def __init__(self, passed: bool):
+        self.passed = bool(passed)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __repr__(self) -> str:
+        return f"Verdict(passed={self.passed})"
+
+    def _ipython_display_(self) -> None:  # IPython calls this instead of showing the repr
+        pass
 
 
 def type_problem(got: Any, expected: Any) -> str | None:
@@ -68,7 +87,7 @@ class Exercise:
     def _repr_markdown_(self) -> str:
         return f"**Exercise — {self.title}**\n\n{textwrap.dedent(self.task).strip()}"
 
-    def check(self, answer: Callable, verbose: bool = True) -> bool:
+    def check(self, answer: Callable, verbose: bool = True) -> Verdict:
         """Run ``answer`` on every case and compare with the solution; print what went wrong, if anything."""
         for args in self.cases:
             expected = self.solution_fn(*args)
@@ -93,10 +112,10 @@ class Exercise:
         """Print the reference solution's source."""
         print(inspect.getsource(self.solution_fn))
 
-    def _say(self, ok: bool, verbose: bool, message: str) -> bool:
+    def _say(self, ok: bool, verbose: bool, message: str) -> "Verdict":
         if verbose:
             print(("✅ Correct — " if ok else "❌ Not yet — ") + message)
-        return ok
+        return Verdict(ok)
 
 
 def _short(value: Any, width: int = 120) -> str:
