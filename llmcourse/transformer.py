@@ -4,10 +4,13 @@ The notebook assembles a decoder-only Transformer from the attention of notebook
 (:class:`llmcourse.attention.MultiHeadAttention`, the one place attention lives):
 
 * token embeddings plus positions, learned (GPT-2) or sinusoidal (:func:`sinusoidal_encoding`,
-  "Attention is all you need"), because attention alone does not know the order of its inputs;
+  "Attention is all you need"), because attention alone does not know the order of its inputs
+  (``positional="none"`` leaves them out, for the experiment of notebook 04's exercises);
 * :class:`TransformerBlock`: pre-LN, ``x + Attention(LN(x))`` then ``x + FFN(LN(x))``, with causal
   multi-head self-attention, a position-wise feed-forward network with GELU (the tanh approximation
-  GPT-2 uses) and dropout on the residual branches;
+  GPT-2 uses, :func:`gelu_tanh`) and dropout on the residual branches; layer normalisation is
+  :func:`layer_norm`'s formula (computed by ``nn.LayerNorm``). ``norm_first=False`` builds the
+  post-LN block of the original Transformer instead, for notebook 04's comparison;
 * :class:`TransformerLM`: the blocks, a final layer norm and an output layer: a full softmax tied to
   the embedding (GPT-2), or the adaptive softmax of notebook 02 (:class:`llmcourse.heads.OutputLayer`,
   the same output layer as the LSTM's), which makes a small model several times faster on a CPU.
@@ -34,6 +37,8 @@ from .attention import MultiHeadAttention
 from .heads import OutputLayer, check_cutoffs, output_layer_size
 
 __all__ = [
+    "layer_norm",
+    "gelu_tanh",
     "sinusoidal_encoding",
     "TransformerConfig",
     "FeedForward",
@@ -44,6 +49,37 @@ __all__ = [
     "to_gpt2",
     "from_gpt2",
 ]
+
+
+# --------------------------------------------------------------------------------------------
+# The two element-wise pieces of a block, from their formulas
+# --------------------------------------------------------------------------------------------
+def layer_norm(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Layer normalisation from its formula (Ba et al. 2016), over the last dimension of ``x``.
+
+    ``y = (x - mean) / sqrt(var + eps) * weight + bias``, with the mean and the *biased* variance
+    (divided by ``d``, not ``d - 1``) of each vector's ``d`` features, and a learned gain ``weight``
+    and shift ``bias`` of shape ``(d,)``. Equal to ``nn.LayerNorm(d, eps=eps)`` on the same gain and
+    shift (notebook 04, section 2, and its test). ``(..., d) -> (..., d)``.
+    """
+    mean = x.mean(dim=-1, keepdim=True)
+    var = ((x - mean) ** 2).mean(dim=-1, keepdim=True)  # biased: divide by d
+    y = (x - mean) / torch.sqrt(var + eps)
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+def gelu_tanh(x: Tensor) -> Tensor:
+    """GELU with the tanh approximation (Hendrycks & Gimpel 2016), GPT-2's ``gelu_new``.
+
+    ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``, an approximation of the exact
+    ``x Φ(x) = 0.5 x (1 + erf(x / sqrt 2))``; equal to ``F.gelu(x, approximate="tanh")``
+    (notebook 04, section 2, and its test).
+    """
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -75,9 +111,12 @@ class TransformerConfig:
 
     ``max_context`` is the longest input the model reads (GPT-2's ``n_positions``). ``d_ff`` defaults to
     ``4 * d_model``. ``dropout`` acts on the embeddings and on each residual branch, ``attn_dropout``
-    on the attention weights. ``positional``: ``"learned"`` (GPT-2, exportable as is) or ``"sinusoidal"``
-    (fixed, for teaching; exported as a frozen copy of the table). ``causal=False`` removes the causal
-    mask: only to show the bug in notebook 04, never to train a language model.
+    on the attention weights. ``positional``: ``"learned"`` (GPT-2, exportable as is), ``"sinusoidal"``
+    (fixed, for teaching; exported as a copy of the table) or ``"none"`` (no position vectors at all,
+    for notebook 04's experiment; exported as a table of zeros). ``causal=False`` removes the causal
+    mask: only to show the bug in notebook 04, never to train a language model. ``norm_first=False``
+    makes every block post-LN (the original Transformer's order, ``LN(x + Attention(x))``) instead of
+    GPT-2's pre-LN, for notebook 04's comparison; it cannot be exported to GPT-2.
     ``adaptive_cutoffs`` swaps the tied full softmax for an adaptive softmax (as in
     :class:`llmcourse.rnn.RNNConfig`; needs ``tie_weights=False``, and cannot be exported to GPT-2).
     """
@@ -97,13 +136,14 @@ class TransformerConfig:
     causal: bool = True
     adaptive_cutoffs: tuple[int, ...] | None = None
     adaptive_div_value: float = 4.0
+    norm_first: bool = True
 
     def __post_init__(self) -> None:
         if self.d_ff is None:
             self.d_ff = 4 * self.d_model
         self.adaptive_cutoffs = check_cutoffs(self.adaptive_cutoffs, self.vocab_size, self.tie_weights)
-        if self.positional not in {"learned", "sinusoidal"}:
-            raise ValueError(f"positional={self.positional!r}: choose 'learned' or 'sinusoidal'.")
+        if self.positional not in {"learned", "sinusoidal", "none"}:
+            raise ValueError(f"positional={self.positional!r}: choose 'learned', 'sinusoidal' or 'none'.")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}: each head gets "
                              "d_model // n_heads features, so pick n_heads among the divisors of d_model.")
@@ -139,8 +179,10 @@ class TransformerBlock(nn.Module):
     """One pre-LN decoder block: ``x = x + Dropout(Attention(LN1(x)))``, then ``x = x + FFN(LN2(x))``.
 
     Pre-LN (layer norm *inside* each residual branch, as in GPT-2) keeps an untouched identity path
-    from the input to the output of the whole stack, so the gradients stay well scaled and training
-    needs little warm-up; post-LN (the original Transformer) normalises after each addition.
+    from the input to the output of the whole stack (the residual stream). With
+    ``config.norm_first=False`` the block is post-LN, as in the original Transformer and BERT:
+    ``x = LN1(x + Dropout(Attention(x)))``, then ``x = LN2(x + FFN(x))``, a layer norm on the main path
+    after each addition (the same parameters, in another order; notebook 04 measures the difference).
     The attention is :class:`llmcourse.attention.MultiHeadAttention` with one fused q/k/v projection
     (GPT-2's ``c_attn``), causal unless ``config.causal`` is False. ``(batch, time, d_model)`` in and out.
     """
@@ -149,6 +191,7 @@ class TransformerBlock(nn.Module):
         super().__init__()
         c = config
         self.causal = c.causal
+        self.norm_first = c.norm_first
         self.ln1 = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
         self.attn = MultiHeadAttention(c.d_model, c.n_heads, dropout=c.attn_dropout, fused_qkv=True)
         self.drop = nn.Dropout(c.dropout)
@@ -156,9 +199,14 @@ class TransformerBlock(nn.Module):
         self.ff = FeedForward(c.d_model, c.d_ff, c.dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        attended, _ = self.attn(self.ln1(x), is_causal=self.causal)
-        x = x + self.drop(attended)
-        return x + self.ff(self.ln2(x))
+        if self.norm_first:  # pre-LN (GPT-2): normalise inside each branch, add to an untouched stream
+            attended, _ = self.attn(self.ln1(x), is_causal=self.causal)
+            x = x + self.drop(attended)
+            return x + self.ff(self.ln2(x))
+        # post-LN (the original Transformer): normalise the stream itself after each addition
+        attended, _ = self.attn(x, is_causal=self.causal)
+        x = self.ln1(x + self.drop(attended))
+        return self.ln2(x + self.ff(x))
 
 
 class TransformerLM(nn.Module):
@@ -167,7 +215,9 @@ class TransformerLM(nn.Module):
     ``forward(x)``: ids ``(batch, time)`` with ``time <= config.max_context`` → logits
     ``(batch, time, vocab)``; position ``t``'s logits score the token at ``t + 1`` and depend only on
     ``x[:, :t+1]``. Token embedding + position → dropout → ``n_layers`` :class:`TransformerBlock` →
-    final layer norm → output layer (sharing the embedding matrix when ``tie_weights``).
+    final layer norm → output layer (sharing the embedding matrix when ``tie_weights``). A post-LN
+    model (``norm_first=False``) keeps the final layer norm too, so that both orders have the same
+    parameters (at initialisation, after a block that already ends in a layer norm, it changes nothing).
     ``max_context`` tells :func:`llmcourse.decoding.generate` how wide a window to slide. With an
     adaptive softmax the output is the final hidden states instead of logits; :meth:`loss_fn` and
     :meth:`log_probs` make the difference invisible to training, perplexity and decoding.
@@ -182,7 +232,7 @@ class TransformerLM(nn.Module):
         self.tok_embed = nn.Embedding(c.vocab_size, c.d_model)
         if c.positional == "learned":
             self.pos_embed = nn.Embedding(c.max_context, c.d_model)
-        else:  # a buffer: fixed, saved with the weights, never trained
+        elif c.positional == "sinusoidal":  # a buffer: fixed, saved with the weights, never trained
             self.register_buffer("pos_table", sinusoidal_encoding(c.max_context, c.d_model))
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(TransformerBlock(c) for _ in range(c.n_layers))
@@ -212,6 +262,8 @@ class TransformerLM(nn.Module):
         """The position vectors added to the first ``t`` token embeddings: ``(t, d_model)``."""
         if self.config.positional == "learned":
             return self.pos_embed(torch.arange(t, device=device or self.pos_embed.weight.device))
+        if self.config.positional == "none":  # no order information added: zeros
+            return torch.zeros(t, self.config.d_model, device=device or self.tok_embed.weight.device)
         return self.pos_table[:t]
 
     def hidden_states(self, x: Tensor) -> Tensor:
@@ -313,7 +365,8 @@ def to_gpt2(model: TransformerLM, **config_overrides):
     GELU with the tanh approximation is GPT-2's ``gelu_new``); ``config_overrides`` set other
     ``GPT2Config`` fields, such as ``eos_token_id``. GPT-2 keeps its projections in ``Conv1D`` layers,
     whose weight is ``(in, out)``: the transpose of ``nn.Linear``'s ``(out, in)``. Sinusoidal positions
-    are copied into GPT-2's learned position table (the same function, now trainable).
+    are copied into GPT-2's learned position table (the same function, now trainable); a model without
+    positions gets a table of zeros. GPT-2 is pre-LN: a post-LN model (``norm_first=False``) is refused.
     Save with ``.save_pretrained(folder)``; load with ``GPT2LMHeadModel.from_pretrained(folder)``.
     """
     from transformers import GPT2LMHeadModel
@@ -321,6 +374,10 @@ def to_gpt2(model: TransformerLM, **config_overrides):
     c = model.config
     if not c.causal:
         raise ValueError("GPT-2 is always causal: export a model built with causal=True.")
+    if not c.norm_first:
+        raise ValueError("This model is post-LN (norm_first=False): each block normalises after its addition, "
+                         "LN(x + Attention(x)). GPT-2's blocks are pre-LN, x + Attention(LN(x)), so the same "
+                         "weights would compute something else there. Export a pre-LN model (norm_first=True).")
     if c.adaptive_cutoffs is not None:
         raise ValueError("This model has an adaptive softmax (adaptive_cutoffs is set); GPT-2's output layer is one "
                          "full softmax over the vocabulary, so there is nothing to copy it into. Export a model "

@@ -1,9 +1,12 @@
-"""Tests for llmcourse.transformer: shapes, causality, GPT-2 export, context limits, training."""
+"""Tests for llmcourse.transformer: LayerNorm and GELU from their formulas, shapes, causality, pre- and
+post-LN, GPT-2 export, context limits, training."""
 
 import math
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from llmcourse.attention import MultiHeadAttention, capture_attention
 from llmcourse.decoding import generate
@@ -12,6 +15,8 @@ from llmcourse.transformer import (
     TransformerConfig,
     TransformerLM,
     from_gpt2,
+    gelu_tanh,
+    layer_norm,
     model_flops_per_token,
     parameter_counts,
     sinusoidal_encoding,
@@ -28,7 +33,34 @@ def tiny(**kwargs) -> TransformerLM:
     return TransformerLM(config)
 
 
-@pytest.mark.parametrize("positional", ["learned", "sinusoidal"])
+def test_layer_norm_from_its_formula_equals_nn_layer_norm():
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 16) * 4 + 2
+    ln = nn.LayerNorm(16, eps=1e-5)
+    with torch.no_grad():
+        ln.weight.normal_()
+        ln.bias.normal_()
+    assert torch.allclose(layer_norm(x, ln.weight, ln.bias, eps=1e-5), ln(x), atol=1e-5)
+    plain = layer_norm(x)  # no gain or shift: zero mean, unit (biased) variance per vector
+    assert torch.allclose(plain.mean(-1), torch.zeros(3, 5), atol=1e-5)
+    assert torch.allclose(plain.var(-1, unbiased=False), torch.ones(3, 5), atol=1e-3)
+    # eps matters for vectors of small variance, and the variance is the biased one (divide by d)
+    small = torch.randn(4, 8) * 1e-3
+    assert torch.allclose(layer_norm(small, eps=1e-5), F.layer_norm(small, (8,), eps=1e-5), atol=1e-5)
+    assert not torch.allclose(layer_norm(small, eps=1e-5), layer_norm(small, eps=1e-12), atol=1e-2)
+    unbiased = (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, keepdim=True) + 1e-5)
+    assert not torch.allclose(unbiased, layer_norm(x), atol=1e-3)
+
+
+def test_gelu_tanh_equals_torch_and_stays_close_to_the_exact_gelu():
+    x = torch.linspace(-6, 6, 1001, dtype=torch.float64)
+    assert torch.allclose(gelu_tanh(x), F.gelu(x, approximate="tanh"), atol=1e-12)
+    gap = (gelu_tanh(x) - F.gelu(x)).abs().max().item()  # against the erf form
+    assert 1e-5 < gap < 1e-3, gap
+    assert isinstance(tiny().blocks[0].ff.act, nn.GELU) and tiny().blocks[0].ff.act.approximate == "tanh"
+
+
+@pytest.mark.parametrize("positional", ["learned", "sinusoidal", "none"])
 def test_shapes_and_parameter_count(positional):
     model = tiny(positional=positional)
     x = torch.randint(0, VOCAB, (3, 7))
@@ -39,6 +71,7 @@ def test_shapes_and_parameter_count(positional):
     assert model.head.linear.weight is model.tok_embed.weight  # tied
     untied = tiny(positional=positional, tie_weights=False)
     assert untied.num_parameters() == model.num_parameters() + VOCAB * 16
+    assert parameter_counts(tiny(norm_first=False).config) == parameter_counts(tiny().config)
     assert untied.num_parameters(non_embedding=True) == model.num_parameters(non_embedding=True)
     assert sum(isinstance(m, MultiHeadAttention) for m in model.modules()) == 2
 
@@ -53,9 +86,10 @@ def test_sinusoidal_encoding_matches_its_formula():
         sinusoidal_encoding(10, 7)
 
 
-@pytest.mark.parametrize("positional", ["learned", "sinusoidal"])
-def test_changing_a_future_token_never_changes_earlier_logits(positional):
-    model = tiny(positional=positional).eval()
+@pytest.mark.parametrize("positional, norm_first", [("learned", True), ("sinusoidal", True), ("none", True),
+                                                     ("learned", False)])
+def test_changing_a_future_token_never_changes_earlier_logits(positional, norm_first):
+    model = tiny(positional=positional, norm_first=norm_first).eval()
     x = torch.randint(0, VOCAB, (2, 10))
     with torch.no_grad():
         base = model(x)
@@ -114,6 +148,57 @@ def test_export_refuses_a_model_without_causal_mask():
         to_gpt2(tiny(causal=False))
 
 
+def test_pre_ln_is_the_default_and_post_ln_is_the_other_order_of_the_same_weights():
+    pre, post = tiny(dropout=0.0, attn_dropout=0.0).eval(), tiny(norm_first=False, dropout=0.0, attn_dropout=0.0).eval()
+    assert pre.config.norm_first and all(b.norm_first for b in pre.blocks)
+    assert not any(b.norm_first for b in post.blocks)
+    post.load_state_dict(pre.state_dict())  # the same parameters, by name and shape
+    block, h = pre.blocks[0], torch.randn(2, 5, 16)
+    with torch.no_grad():
+        a, _ = block.attn(block.ln1(h), is_causal=True)
+        mid = h + a
+        assert torch.equal(block(h), mid + block.ff(block.ln2(mid)))  # pre-LN: x + F(LN(x))
+        a, _ = block.attn(h, is_causal=True)
+        mid = block.ln1(h + a)
+        assert torch.equal(post.blocks[0](h), block.ln2(mid + block.ff(mid)))  # post-LN: LN(x + F(x))
+        x = torch.randint(0, VOCAB, (2, 9))
+        assert not torch.allclose(pre(x), post(x), atol=1e-3)
+        # post-LN ends each block on a layer norm: the stream has unit scale at every depth
+        out = post.blocks[1](post.blocks[0](torch.randn(2, 5, 16) * 10))
+        assert torch.allclose(out.std(-1, unbiased=False), torch.ones(2, 5), atol=1e-3)
+
+
+def test_export_refuses_a_post_ln_model_and_keeps_pre_ln_exact():
+    pytest.importorskip("transformers")
+    with pytest.raises(ValueError, match="post-LN"):
+        to_gpt2(tiny(norm_first=False))
+    model = tiny(norm_first=True).eval()
+    x = torch.randint(0, VOCAB, (2, 12))
+    with torch.no_grad():
+        assert torch.allclose(to_gpt2(model)(x).logits, model(x), atol=1e-4)
+
+
+def test_a_model_without_positions_sees_order_only_through_its_mask():
+    model = tiny(positional="none", dropout=0.0, attn_dropout=0.0).eval()
+    assert not any("pos" in name for name, _ in model.named_parameters())
+    assert torch.equal(model.positions(5), torch.zeros(5, 16))
+    x = torch.randint(0, VOCAB, (1, 8))
+    perm = torch.tensor([3, 1, 4, 0, 6, 2, 5, 7])  # the last token stays last
+    with torch.no_grad():
+        # without the causal mask either, the model cannot tell orders apart: outputs are permuted alike
+        bag = tiny(positional="none", causal=False, dropout=0.0, attn_dropout=0.0).eval()
+        assert torch.allclose(bag(x[:, perm]), bag(x)[:, perm], atol=1e-5)
+        # with the mask, one layer's last position sees the same set of tokens in any order: the same logits;
+        # the earlier positions see different prefixes, and a second layer reads order from them
+        one = tiny(positional="none", n_layers=1, dropout=0.0, attn_dropout=0.0).eval()
+        assert torch.allclose(one(x[:, perm])[:, -1], one(x)[:, -1], atol=1e-5)
+        assert not torch.allclose(model(x[:, perm])[:, -1], model(x)[:, -1], atol=1e-5)
+        assert not torch.allclose(tiny(n_layers=1)(x[:, perm])[:, -1], tiny(n_layers=1)(x)[:, -1], atol=1e-5)
+    pytest.importorskip("transformers")
+    with torch.no_grad():
+        assert torch.allclose(to_gpt2(model)(x).logits, model(x), atol=1e-4)
+
+
 def test_too_long_a_context_is_a_clear_error_and_generation_slides():
     model = tiny().eval()
     with pytest.raises(ValueError, match="max_context=12"):
@@ -131,6 +216,7 @@ def test_bad_configs_are_clear_errors():
         TransformerConfig(vocab_size=10, d_model=10, n_heads=3)
     with pytest.raises(ValueError, match="positional"):
         TransformerConfig(vocab_size=10, positional="rotary")
+    assert TransformerConfig(vocab_size=10).norm_first  # pre-LN unless asked
     with pytest.raises(ValueError, match=r"\(batch, time\)"):
         tiny()(torch.randint(0, VOCAB, (5,)))
 
