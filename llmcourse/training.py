@@ -569,9 +569,11 @@ def _check_same_model(directory: Path, model: nn.Module, model_class: str, saved
     config = getattr(model, "config", None)
     if saved_config is None or not dataclasses.is_dataclass(config):
         return
-    ours = dataclasses.asdict(config)
-    saved = json.loads(json.dumps(saved_config))  # as it was written: tuples became lists
-    ours = json.loads(json.dumps(ours))
+    try:  # fields added since the checkpoint was saved take their defaults, as when rebuilding it
+        saved = dataclasses.asdict(type(config)(**saved_config))
+    except TypeError:  # a field this config no longer has: compare what was written
+        saved = saved_config
+    saved, ours = (json.loads(json.dumps(c)) for c in (saved, dataclasses.asdict(config)))  # tuples as lists
     # dropout and initialisation do not change what the saved weights compute: they may differ
     differ = {k: (saved.get(k), ours.get(k)) for k in sorted(set(saved) | set(ours))
               if saved.get(k) != ours.get(k) and "dropout" not in k and not k.startswith("init")}

@@ -120,6 +120,10 @@ def test_damaged_or_mismatched_checkpoints_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="different config.*causal: saved True, this model False"):
         load_checkpoint(tmp_path / "gpt", TransformerLM(TransformerConfig(**{**config.__dict__, "causal": False})))
     load_checkpoint(tmp_path / "gpt", TransformerLM(TransformerConfig(**{**config.__dict__, "dropout": 0.0})))
+    meta = json.loads((tmp_path / "gpt" / "config.json").read_text())
+    del meta["config"]["norm_first"]  # a checkpoint saved before the field existed: its default applies
+    (tmp_path / "gpt" / "config.json").write_text(json.dumps(meta))
+    load_checkpoint(tmp_path / "gpt", TransformerLM(config))
     with pytest.raises(ValueError, match="holds a llmcourse.transformer.TransformerLM, not a llmcourse.lm.BigramLM"):
         load_checkpoint(tmp_path / "gpt", BigramLM(BigramConfig(vocab_size=40, d_model=16)))
     weights = (tmp_path / "gpt" / "model.safetensors").read_bytes()
