@@ -81,7 +81,11 @@ def _static(state: dict, model_id: str, lines: list[str], outputs: list[dict]) -
         if s.get("value"):
             lines.append(_text(s["value"]))
     elif any(c in name for c in _CONTROLS):
-        lines.append(f"{s.get('description') or name.removesuffix('Model')}: {s.get('value')}")
+        value = s.get("value")
+        labels, index = s.get("_options_labels"), s.get("index")
+        if value is None and labels is not None and isinstance(index, int) and 0 <= index < len(labels):
+            value = labels[index]  # selection widgets save the index of the chosen label
+        lines.append(f"{s.get('description') or name.removesuffix('Model')}: {value}")
     for child in _children(state, model_id):
         _static(state, child, lines, outputs)
 

@@ -28,7 +28,8 @@ def _notebook():
         "left": _model("HTMLModel", value="training:\u2007100%"),
         "progress": _model("FloatProgressModel", value=600.0, max=600.0),
         "right": _model("HTMLModel", value="\u2007600/600\u2007s\u2007[10:00&lt;00:00]"),
-        "box": _model("VBoxModel", children=_ref("slider", "html", "out")),
+        "box": _model("VBoxModel", children=_ref("slider", "layer", "html", "out")),
+        "layer": _model("DropdownModel", description="layer", index=1, _options_labels=["enc", "dec"]),
         "slider": _model("FloatSliderModel", description="temperature", value=0.8),
         "html": _model("HTMLModel", value="<b>positive</b> 91.0%"),
         "out": {"model_name": "OutputModel", "state": {"outputs": [
@@ -48,7 +49,7 @@ def test_bars_become_their_final_line_and_widgets_a_static_view():
     nb = tidy(_notebook(), pairs=[("/home/learner/course", "<repo>"), ("/home/learner", "~")])
     outputs = nb.cells[0].outputs
     assert outputs[0].output_type == "stream" and outputs[0].text == "training: 100%|██████████| 600/600 s [10:00<00:00]\n"
-    assert outputs[1].text == "saved to <repo>/data/x\n" + WIDGET_NOTE + "\ntemperature: 0.8\npositive 91.0%\n"
+    assert outputs[1].text == "saved to <repo>/data/x\n" + WIDGET_NOTE + "\ntemperature: 0.8\nlayer: dec\npositive 91.0%\n"
     assert outputs[2].data["image/png"] == "iVBOR"  # the picture the explorer showed when saved
     assert all(VIEW not in o.get("data", {}) for o in outputs)
     assert "widgets" not in nb.metadata and nb.metadata["kernelspec"] == KERNELSPEC
