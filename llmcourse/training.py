@@ -21,7 +21,7 @@ given the same budget on the same machine have had the same clock. Time spent va
 count against the budget. Every record of the :class:`History` carries the seconds of training so
 far, so that curves can be drawn against time.
 
-Taught in notebook 00 (perplexity), notebook 02 (the loop itself) and notebook 04 (budgets).
+Taught in notebook 00 (the loop itself, and perplexity), notebook 02 (truncated BPTT) and notebook 04 (budgets).
 """
 
 from __future__ import annotations
