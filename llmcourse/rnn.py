@@ -2,7 +2,9 @@
 
 The notebook builds the recurrence ``h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)`` in plain
 cells, shows that :class:`ScratchRNN` equals ``torch.nn.RNN`` on the same weights, makes vanishing
-gradients visible with :func:`grad_norms_through_time`, and then trains :class:`RNNLM` (an
+gradients visible with :func:`grad_norms_through_time`, writes the LSTM from its gate equations
+(:func:`lstm_cell_step`, :class:`ScratchLSTM`, equal to ``torch.nn.LSTM``), shows the forget-gate bias
+(:func:`set_forget_bias`) as the lever on how far back its gradient reaches, and then trains :class:`RNNLM` (an
 embedding, dropout, a stacked RNN / LSTM / GRU, and a decoder: tied to the embedding, or an
 adaptive softmax where a full softmax over 33,278 words is too slow, on a CPU: the
 :class:`llmcourse.heads.OutputLayer` that the Transformer of notebook 04 shares) with the course's
@@ -27,6 +29,11 @@ __all__ = [
     "rnn_cell_step",
     "RNNCell",
     "ScratchRNN",
+    "lstm_cell_step",
+    "LSTMCell",
+    "ScratchLSTM",
+    "forget_bias",
+    "set_forget_bias",
     "grad_norms_through_time",
     "detach_state",
     "RNNConfig",
@@ -113,12 +120,146 @@ class ScratchRNN(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------
+# The LSTM from its gate equations
+# --------------------------------------------------------------------------------------------
+def lstm_cell_step(x_t: Tensor, h_prev: Tensor, c_prev: Tensor, W_ih: Tensor, W_hh: Tensor, b_ih: Tensor,
+                   b_hh: Tensor) -> tuple[Tensor, Tensor]:
+    """One step of an LSTM, from its gate equations (notebook 02, section 3).
+
+    The four gates' weights are stacked as PyTorch stacks them in ``nn.LSTM.weight_ih_l0``: rows
+    ``0:H`` the input gate ``i``, ``H:2H`` the forget gate ``f``, ``2H:3H`` the candidate cell ``g``,
+    ``3H:4H`` the output gate ``o``::
+
+        i, f, o = sigmoid(x_t W_i·^T + b_i· + h_prev W_h·^T + b_h·)      g: the same with tanh
+        c_t = f * c_prev + i * g,   h_t = o * tanh(c_t)
+
+    ``x_t``: ``(batch, input)``; ``h_prev``, ``c_prev``: ``(batch, H)``; ``W_ih``: ``(4H, input)``;
+    ``W_hh``: ``(4H, H)``; biases ``(4H,)``. Returns ``(h_t, c_t)``, each ``(batch, H)``.
+    """
+    gates = x_t @ W_ih.T + b_ih + h_prev @ W_hh.T + b_hh  # (batch, 4H): all four gates in one product
+    i, f, g, o = gates.chunk(4, dim=-1)
+    i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+    c_t = f * c_prev + i * g
+    h_t = o * torch.tanh(c_t)
+    return h_t, c_t
+
+
+class LSTMCell(nn.Module):
+    """The from-scratch LSTM cell of notebook 02, with ``torch.nn.LSTMCell``'s parameter names, shapes and init.
+
+    ``forward(x_t, (h_prev, c_prev))`` → ``(h_t, c_t)``, shapes as in :func:`lstm_cell_step`.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
+        self.bias_ih = nn.Parameter(torch.empty(4 * hidden_size))
+        self.bias_hh = nn.Parameter(torch.empty(4 * hidden_size))
+        bound = 1 / math.sqrt(hidden_size)  # PyTorch's init: U(-1/sqrt(hidden), 1/sqrt(hidden)), biases too
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def forward(self, x_t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        h_prev, c_prev = state
+        return lstm_cell_step(x_t, h_prev, c_prev, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+
+
+class ScratchLSTM(nn.Module):
+    """A stack of :class:`LSTMCell` unrolled over time with a Python loop: ``torch.nn.LSTM(batch_first=True)``
+    written out.
+
+    ``forward(x, state)``: ``x`` ``(batch, time, input)``, ``state`` a pair ``(h0, c0)`` of
+    ``(layers, batch, hidden)`` tensors or None (zeros) → ``(outputs, (h_n, c_n))``: the last layer's
+    hidden states ``(batch, time, hidden)`` and the final ``h`` and ``c`` of every layer, exactly as
+    ``nn.LSTM`` returns them. No dropout between layers: it equals an ``nn.LSTM`` with dropout in eval mode.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1):
+        super().__init__()
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.cells = nn.ModuleList(LSTMCell(input_size if i == 0 else hidden_size, hidden_size)
+                                   for i in range(num_layers))
+
+    def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        if x.dim() != 3:
+            raise ValueError(f"ScratchLSTM expects x of shape (batch, time, input), got {tuple(x.shape)}.")
+        batch, time, _ = x.shape
+        if state is None:
+            zeros = x.new_zeros(self.num_layers, batch, self.hidden_size)
+            state = (zeros, zeros)
+        h0, c0 = state
+        layer_input, final_h, final_c = x, [], []
+        for layer, cell in enumerate(self.cells):
+            h, c, outputs = h0[layer], c0[layer], []
+            for t in range(time):
+                h, c = cell(layer_input[:, t], (h, c))
+                outputs.append(h)
+            layer_input = torch.stack(outputs, dim=1)
+            final_h.append(h)
+            final_c.append(c)
+        return layer_input, (torch.stack(final_h), torch.stack(final_c))
+
+    @classmethod
+    def from_torch(cls, lstm: nn.LSTM) -> "ScratchLSTM":
+        """A :class:`ScratchLSTM` holding a copy of the weights of a ``torch.nn.LSTM`` (unidirectional, with
+        biases, no projection)."""
+        if lstm.bidirectional or not lstm.bias or getattr(lstm, "proj_size", 0):
+            raise ValueError("from_torch copies a unidirectional nn.LSTM with biases and no projection.")
+        scratch = cls(lstm.input_size, lstm.hidden_size, lstm.num_layers)
+        with torch.no_grad():
+            for i, cell in enumerate(scratch.cells):
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    getattr(cell, name).copy_(getattr(lstm, f"{name}_l{i}"))
+        return scratch
+
+
+def _lstm_bias_pairs(lstm: nn.Module) -> list[tuple[Tensor, Tensor]]:
+    """The ``(bias_ih, bias_hh)`` of every layer of an ``nn.LSTM`` / ``nn.LSTMCell`` / :class:`ScratchLSTM`."""
+    if isinstance(lstm, nn.LSTM):
+        if lstm.bidirectional or not lstm.bias:
+            raise ValueError("forget-gate biases: give a unidirectional nn.LSTM with biases.")
+        return [(getattr(lstm, f"bias_ih_l{k}"), getattr(lstm, f"bias_hh_l{k}")) for k in range(lstm.num_layers)]
+    if isinstance(lstm, (nn.LSTMCell, LSTMCell)):
+        return [(lstm.bias_ih, lstm.bias_hh)]
+    if isinstance(lstm, ScratchLSTM):
+        return [(cell.bias_ih, cell.bias_hh) for cell in lstm.cells]
+    raise TypeError(f"forget-gate biases: expected an nn.LSTM, nn.LSTMCell or ScratchLSTM, got {type(lstm).__name__}.")
+
+
+def forget_bias(lstm: nn.Module) -> Tensor:
+    """The forget gate's total bias ``b_if + b_hf`` of every layer and unit: ``(layers, hidden)``.
+
+    PyTorch keeps two biases per gate; only their sum matters. Its default init draws each from
+    ``U(-1/sqrt(hidden), 1/sqrt(hidden))``, so the forget gate starts near ``sigmoid(0) = 0.5``.
+    """
+    rows = []
+    for b_ih, b_hh in _lstm_bias_pairs(lstm):
+        hidden = b_ih.numel() // 4
+        rows.append((b_ih[hidden:2 * hidden] + b_hh[hidden:2 * hidden]).detach())
+    return torch.stack(rows)
+
+
+def set_forget_bias(lstm: nn.Module, value: float) -> nn.Module:
+    """Set the forget gate's total bias to ``value`` in every layer (``bias_ih``'s forget slice to ``value``,
+    ``bias_hh``'s to 0) and return the module. A bias of 1 (Gers et al. 2000; Jozefowicz et al. 2015)
+    starts the gate near ``sigmoid(1) = 0.73``: the memory is kept, and the gradient reaches further back."""
+    with torch.no_grad():
+        for b_ih, b_hh in _lstm_bias_pairs(lstm):
+            hidden = b_ih.numel() // 4
+            b_ih[hidden:2 * hidden].fill_(value)
+            b_hh[hidden:2 * hidden].zero_()
+    return lstm
+
+
+# --------------------------------------------------------------------------------------------
 # Vanishing gradients, made visible
 # --------------------------------------------------------------------------------------------
 def grad_norms_through_time(rnn: nn.Module, seq_len: int = 50, batch: int = 16, seed: int = 0) -> Tensor:
     """How much the last state remembers of each input: ``||d h_T / d x_t||`` for ``t = 0..T-1``.
 
-    ``rnn`` is a batch-first ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` (or :class:`ScratchRNN`). Random inputs
+    ``rnn`` is a batch-first ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` (or :class:`ScratchRNN`, :class:`ScratchLSTM`). Random inputs
     go in; the gradient of ``sum(h_T)`` with respect to each input ``x_t`` comes back, averaged over the
     batch. Returns a tensor ``(seq_len,)`` indexed by the *distance* ``T - 1 - t`` from the end:
     element 0 is the last input, element ``seq_len - 1`` the first.

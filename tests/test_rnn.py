@@ -6,8 +6,8 @@ from torch import nn
 
 from llmcourse.config import seed_everything
 from llmcourse.data import BPTTIterator, batchify
-from llmcourse.rnn import (RNNLM, RNNConfig, RNNCell, ScratchRNN, detach_state,
-                           grad_norms_through_time)
+from llmcourse.rnn import (RNNLM, LSTMCell, RNNConfig, RNNCell, ScratchLSTM, ScratchRNN, detach_state,
+                           forget_bias, grad_norms_through_time, lstm_cell_step, set_forget_bias)
 from llmcourse.training import TrainConfig, evaluate, load_checkpoint, save_checkpoint, train
 
 
@@ -54,6 +54,101 @@ def test_gradients_vanish_for_rnn_not_for_lstm():
     assert g_rnn.shape == (40,) and g_lstm.shape == (40,)
     assert g_rnn[30] < 1e-6 * g_rnn[0]  # 30 steps back, the RNN has forgotten
     assert g_lstm[30] / g_lstm[0] > 1e3 * g_rnn[30] / g_rnn[0]
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_scratch_lstm_equals_torch_lstm(num_layers):
+    torch.manual_seed(0)
+    ref = nn.LSTM(5, 7, num_layers, batch_first=True)
+    scratch = ScratchLSTM.from_torch(ref)
+    x = torch.randn(3, 11, 5, requires_grad=True)
+    h0, c0 = torch.randn(num_layers, 3, 7), torch.randn(num_layers, 3, 7)
+    out_ref, (h_ref, c_ref) = ref(x, (h0, c0))
+    out, (h, c) = scratch(x, (h0, c0))
+    assert out.shape == (3, 11, 7) and h.shape == c.shape == (num_layers, 3, 7)
+    torch.testing.assert_close(out, out_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(h, h_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(c, c_ref, atol=1e-5, rtol=1e-5)
+    # the same gradients, into the inputs and into every weight
+    grad_ref = torch.autograd.grad(out_ref.pow(2).sum() + c_ref.sum(), [x, ref.weight_hh_l0, ref.bias_ih_l0])
+    grad = torch.autograd.grad(out.pow(2).sum() + c.sum(), [x, scratch.cells[0].weight_hh, scratch.cells[0].bias_ih])
+    for g, g_ref in zip(grad, grad_ref):
+        torch.testing.assert_close(g, g_ref, atol=1e-5, rtol=1e-5)
+    out0, (h0_out, _) = scratch(x)  # no initial state means zeros, as in nn.LSTM
+    torch.testing.assert_close(out0, ref(x)[0], atol=1e-5, rtol=1e-5)
+    assert h0_out.shape == (num_layers, 3, 7)
+
+
+def test_lstm_cell_equals_torch_lstmcell():
+    torch.manual_seed(2)
+    ref = nn.LSTMCell(4, 6)
+    cell = LSTMCell(4, 6)
+    cell.load_state_dict(ref.state_dict())  # same parameter names and shapes as nn.LSTMCell
+    x, h, c = torch.randn(2, 4), torch.randn(2, 6), torch.randn(2, 6)
+    for ours, theirs in zip(cell(x, (h, c)), ref(x, (h, c))):
+        torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-6)
+    bound = 1 / math.sqrt(6)
+    assert all(p.abs().max() <= bound for p in LSTMCell(4, 6).parameters())  # PyTorch's init range
+
+
+def test_lstm_gate_order_is_i_f_g_o():
+    """Rows H:2H are the forget gate: open it fully and close the input gate, and the memory is kept as is."""
+    H = 3
+    W_ih, W_hh = torch.zeros(4 * H, 2), torch.zeros(4 * H, H)
+    b_ih, b_hh = torch.zeros(4 * H), torch.zeros(4 * H)
+    b_ih[:H], b_ih[H:2 * H] = -50.0, 50.0  # input gate shut, forget gate open
+    x, h, c = torch.randn(4, 2), torch.randn(4, H), torch.randn(4, H)
+    h_t, c_t = lstm_cell_step(x, h, c, W_ih, W_hh, b_ih, b_hh)
+    torch.testing.assert_close(c_t, c)
+    torch.testing.assert_close(h_t, torch.sigmoid(torch.zeros(())) * torch.tanh(c))  # o = sigmoid(0) = 0.5
+    b_ih[H:2 * H] = -50.0  # forget gate shut too: the memory is gone
+    torch.testing.assert_close(lstm_cell_step(x, h, c, W_ih, W_hh, b_ih, b_hh)[1], torch.zeros(4, H))
+
+
+def test_scratch_lstm_rejects_what_it_cannot_copy():
+    with pytest.raises(ValueError, match="unidirectional"):
+        ScratchLSTM.from_torch(nn.LSTM(3, 4, bidirectional=True))
+    with pytest.raises(ValueError, match="batch, time, input"):
+        ScratchLSTM(3, 4)(torch.randn(5, 3))
+
+
+def test_set_forget_bias_touches_only_the_forget_gate():
+    torch.manual_seed(0)
+    lstm = nn.LSTM(4, 5, num_layers=2, batch_first=True)
+    before = {name: p.detach().clone() for name, p in lstm.named_parameters()}
+    assert set_forget_bias(lstm, 1.5) is lstm
+    torch.testing.assert_close(forget_bias(lstm), torch.full((2, 5), 1.5))
+    for name, p in lstm.named_parameters():
+        keep = torch.ones_like(p, dtype=torch.bool)
+        if name.startswith("bias"):
+            keep[5:10] = False
+        assert torch.equal(p[keep], before[name][keep]), name
+    scratch = ScratchLSTM(4, 5, 2)
+    set_forget_bias(scratch, -1.0)
+    torch.testing.assert_close(forget_bias(scratch), torch.full((2, 5), -1.0))
+    with pytest.raises(TypeError, match="LSTM"):
+        forget_bias(nn.GRU(3, 4))
+
+
+def test_forget_bias_is_the_lever_on_the_gradient():
+    """With the forget gate near 0.5 (PyTorch's init) the LSTM's gradient vanishes too; a bias of 1, then 3, keeps it."""
+    ratios = []
+    for b in (0.0, 1.0, 3.0):
+        torch.manual_seed(0)
+        g = grad_norms_through_time(set_forget_bias(nn.LSTM(8, 32, batch_first=True), b), 50)
+        ratios.append(float(g[40] / g[0]))
+    assert ratios[0] < 1e-6  # bias 0: exponential decay, as in a plain RNN
+    assert ratios[0] * 1e3 < ratios[1] and ratios[1] * 10 < ratios[2]
+    assert ratios[2] > 1e-2  # bias 3: still a few per cent of the signal 40 steps back
+
+
+def test_rnnlm_keeps_pytorchs_forget_bias_init():
+    """Notebook 02 says so: RNNLM does not initialise the forget-gate bias, PyTorch's default stays (around 0)."""
+    torch.manual_seed(0)
+    model = RNNLM(RNNConfig(vocab_size=50, d_embed=16, d_hidden=16, n_layers=2))
+    b = forget_bias(model.rnn)
+    assert b.shape == (2, 16)
+    assert b.abs().max() <= 2 / math.sqrt(16)  # two biases, each U(-1/sqrt(16), 1/sqrt(16))
 
 
 def test_detach_state():
