@@ -15,13 +15,15 @@ One concept, one module (and one notebook):
 ``llmcourse.attribution`` occlusion and gradient×input against attention weights (03)
 ``llmcourse.transformer`` a GPT-style Transformer LM, export to GPT-2 (notebook 04)
 ``llmcourse.bert``        masked LM, a BERT encoder, SST-2 fine-tuning helpers (notebook 05)
+``llmcourse.probes``      a bias probe of a sentence classifier on templated sentences (05)
+``llmcourse.optim``       Adam and AdamW from their update rule (notebook 00)
 ``llmcourse.heads``       the output layer both LMs share: full or adaptive softmax (02, 04)
 ``llmcourse.training``    the one training loop (steps or a time budget), perplexity, checkpoints
 ``llmcourse.precision``   bf16 / fp16 / fp32 and torch.compile by the device (04)
 ``llmcourse.recipes``     one recipe shape for the LSTM, the Transformer and BERT (02, 04, 05)
 ``llmcourse.plotting``    training curves, the race, Zipf plots, attention heatmaps
 ``llmcourse.widgets``     the interactive explorers (ipywidgets)
-``llmcourse.cost``        timing and memory harnesses (03)
+``llmcourse.cost``        timing harnesses (03); FLOPs, seconds and energy of every model (05)
 ``llmcourse.exercises``   exercises with checkers, one module per notebook
 ========================  ===========================================================
 """
