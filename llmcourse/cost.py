@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from .attention import scaled_dot_product_attention
 from .config import cache_dir, machine
 from .files import read_json_rows, update_json_rows
-from .results import current_mode, format_seconds
+from .results import current_mode, format_seconds, markdown
 
 __all__ = ["attention_cost", "training_flops_per_token", "record", "load", "DEVICE_WATTS", "energy_kwh",
            "compute_table", "show_compute_table"]
@@ -262,10 +262,4 @@ def show_compute_table(rows: Sequence[dict] | None = None, watts: dict[str, floa
         energy = f"{r['energy_kwh'] * 1000:.2f}" if r["energy_kwh"] is not None else "–"
         lines.append(f"| {r['model']} | {r['notebook'] or '–'} | {format_seconds(r['train_seconds'])} | {flops} "
                      f"| {rate} | {r['watts']:.0f} W ({r['device']}) | {energy} |")
-    text = "\n".join(lines)
-    try:
-        from IPython.display import Markdown
-
-        return Markdown(text)
-    except ImportError:  # pragma: no cover - IPython ships with the course
-        return text
+    return markdown("\n".join(lines))

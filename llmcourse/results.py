@@ -20,7 +20,7 @@ from pathlib import Path
 from .config import cache_dir, is_quick, machine
 from .files import read_json_rows, update_json_rows
 
-__all__ = ["results_path", "current_mode", "record", "load", "show", "plot", "format_seconds"]
+__all__ = ["results_path", "current_mode", "record", "load", "show", "plot", "format_seconds", "markdown"]
 
 
 def results_path() -> Path:
@@ -75,7 +75,11 @@ def show(path: Path | None = None, mode: str | None = "current"):
     for r in rows:
         lines.append(f"| {r['model']} | {r['valid_ppl']:.1f} | {r['test_ppl']:.1f} | {format_seconds(r['train_seconds'])} "
                      f"| {r['mode']} | {r['machine']} |")
-    text = "\n".join(lines)
+    return markdown("\n".join(lines))
+
+
+def markdown(text: str):
+    """``text`` shown as Markdown in a notebook (the string itself where IPython is missing)."""
     try:
         from IPython.display import Markdown
 
