@@ -43,6 +43,15 @@ __all__ = [
 State = Any  # a Tensor (RNN, GRU), a pair of Tensors (LSTM), or None
 
 
+def _copy_layers(scratch: nn.Module, torch_rnn: nn.RNNBase) -> nn.Module:
+    """Copy layer ``i`` of a ``torch.nn`` recurrent network into ``scratch.cells[i]`` (same parameter names)."""
+    with torch.no_grad():
+        for i, cell in enumerate(scratch.cells):
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(cell, name).copy_(getattr(torch_rnn, f"{name}_l{i}"))
+    return scratch
+
+
 # --------------------------------------------------------------------------------------------
 # The recurrence from its equation
 # --------------------------------------------------------------------------------------------
@@ -112,11 +121,7 @@ class ScratchRNN(nn.Module):
         if rnn.nonlinearity != "tanh" or rnn.bidirectional or not rnn.bias or getattr(rnn, "proj_size", 0):
             raise ValueError("from_torch copies a unidirectional tanh nn.RNN with biases and no projection.")
         scratch = cls(rnn.input_size, rnn.hidden_size, rnn.num_layers)
-        with torch.no_grad():
-            for i, cell in enumerate(scratch.cells):
-                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-                    getattr(cell, name).copy_(getattr(rnn, f"{name}_l{i}"))
-        return scratch
+        return _copy_layers(scratch, rnn)
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,11 +213,7 @@ class ScratchLSTM(nn.Module):
         if lstm.bidirectional or not lstm.bias or getattr(lstm, "proj_size", 0):
             raise ValueError("from_torch copies a unidirectional nn.LSTM with biases and no projection.")
         scratch = cls(lstm.input_size, lstm.hidden_size, lstm.num_layers)
-        with torch.no_grad():
-            for i, cell in enumerate(scratch.cells):
-                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-                    getattr(cell, name).copy_(getattr(lstm, f"{name}_l{i}"))
-        return scratch
+        return _copy_layers(scratch, lstm)
 
 
 def _lstm_bias_pairs(lstm: nn.Module) -> list[tuple[Tensor, Tensor]]:
