@@ -112,6 +112,13 @@ class Exercise:
         """Print the reference solution's source."""
         print(inspect.getsource(self.solution_fn))
 
+    def _say_predictions(self, wrong: list, total: int, label: str, verbose: bool) -> "Verdict":
+        """The verdict of an experiment: the predictions its measurement contradicted (``label``: "D =", ...)."""
+        if wrong:
+            return self._say(False, verbose, f"the measurement disagrees with you at {label} {wrong}. Why? "
+                             "(.hint() gives a clue; .solution() explains.)")
+        return self._say(True, verbose, f"all {total} predictions held.")
+
     def _say(self, ok: bool, verbose: bool, message: str) -> "Verdict":
         if verbose:
             print(("✅ Correct — " if ok else "❌ Not yet — ") + message)

@@ -113,10 +113,7 @@ class _ScalingExperiment(Exercise):
             if verbose:
                 print(f"1/d_k**{p:<5g} " + "".join(f"{e:<10.2f}" for e in entropies)
                       + f" {trend:<9} {prediction[p]:<6} {'✅' if held else '❌'}")
-        if wrong:
-            return self._say(False, verbose, f"the measurement disagrees with you at p = {wrong}. Why? "
-                             "(.hint() gives a clue; .solution() explains.)")
-        return self._say(True, verbose, f"all {len(prediction)} predictions held.")
+        return self._say_predictions(wrong, len(prediction), "p =", verbose)
 
     def solution(self) -> None:
         print(textwrap.dedent("""

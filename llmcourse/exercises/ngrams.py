@@ -144,10 +144,7 @@ class _DiscountExperiment(Exercise):
             wrong += [] if held else [d]
             if verbose:
                 print(f"  D = {d:<5g} {ppl:8.1f}  {measured:>6}; you said {prediction[d]:<6} {'✅' if held else '❌'}")
-        if wrong:
-            return self._say(False, verbose, f"the measurement disagrees with you at D = {wrong}. Why? "
-                             "(.hint() gives a clue; .solution() explains.)")
-        return self._say(True, verbose, f"all {len(prediction)} predictions held.")
+        return self._say_predictions(wrong, len(prediction), "D =", verbose)
 
     def solution(self) -> None:
         print(textwrap.dedent("""

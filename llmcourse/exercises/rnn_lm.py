@@ -130,10 +130,7 @@ class _ForgetBiasExperiment(Exercise):
             if verbose:
                 print(f"  {b:<5g} {1 / (1 + math.exp(-b)):13.3f}  {measured:8.1e}  {measured ** (1 / _DISTANCE):8.3f}"
                       f"  {guess:8.1e} {'✅' if held else '❌'}")
-        if wrong:
-            return self._say(False, verbose, f"the measurement disagrees with you at bias {wrong}. Why? "
-                             "(.hint() gives a clue; .solution() explains.)")
-        return self._say(True, verbose, f"all {len(prediction)} predictions held.")
+        return self._say_predictions(wrong, len(prediction), "bias", verbose)
 
     def solution(self) -> None:
         print(textwrap.dedent("""
