@@ -178,6 +178,8 @@ def test_check_available_says_what_stops_the_data(monkeypatch, tmp_path):
     assert len(problems) == 3 and "has no wikitext-2/wiki.train.tokens" in problems[0]
     monkeypatch.delenv("LLMCOURSE_DATA")
     monkeypatch.setenv("LLMCOURSE_CACHE", str(tmp_path / "cache"))
+    for variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "LLMCOURSE_OFFLINE"):  # CI sets some of them
+        monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert all("marked offline" in p for p in check_available(["sst2"]))
     monkeypatch.delenv("HF_HUB_OFFLINE")
