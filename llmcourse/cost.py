@@ -6,11 +6,11 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import subprocess
 import sys
 import time
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,8 +19,9 @@ from torch import Tensor, nn
 
 from .attention import scaled_dot_product_attention
 from .config import cache_dir, machine
-from .files import read_json_rows, update_json_rows
+from .files import update_json_rows
 from .results import current_mode, format_seconds, markdown
+from .results import load as load_rows
 
 __all__ = ["attention_cost", "training_flops_per_token", "record", "load", "DEVICE_WATTS", "energy_kwh",
            "compute_table", "show_compute_table"]
@@ -223,17 +224,15 @@ def record(model: str, *, train_seconds: float, train_flops: float | None, noteb
 
 def load(path: Path | None = None, mode: str | None = "current") -> list[dict]:
     """The recorded compute rows, in the order the notebooks ran (only ``mode``'s, by default the current one)."""
-    path = path or compute_path()
-    mode = current_mode() if mode == "current" else mode
-    return [r for r in read_json_rows(path) if mode is None or r.get("mode") == mode]
+    return load_rows(path or compute_path(), mode)
 
 
 def compute_table(rows: Sequence[dict] | None = None, watts: dict[str, float] | None = None) -> list[dict]:
     """The compute of every model the course trains: FLOPs, seconds and an energy estimate.
 
     ``rows`` defaults to the rows the notebooks recorded with :func:`record` (current mode).
-    Models that count instead of computing (n-grams) have no FLOPs. Energy is ``train_seconds * watts`` for the row's device class
-    (``DEVICE_WATTS``, overridable): an estimate of the device alone, not measured, without the
+    Models that count instead of computing (n-grams) have no FLOPs. Energy is ``train_seconds * watts``
+    for the row's device class (``DEVICE_WATTS``, overridable): an estimate of the device alone, not measured, without the
     rest of the machine, cooling or the energy spent making the hardware.
     """
     rows = load() if rows is None else rows
