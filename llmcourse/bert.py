@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import MultiHeadAttention
+from .config import any_set
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -82,8 +83,7 @@ class ModelNotFound(RuntimeError):
 
 
 def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"} or \
-        os.environ.get("TRANSFORMERS_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+    return any_set("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
 def _default_path() -> str:

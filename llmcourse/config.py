@@ -39,6 +39,12 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 
 
+def any_set(*names: str) -> bool:
+    """True when any of these environment variables is set to a true value (``1``, ``true``, ``yes``, ``on``):
+    the hub's offline switches, which other libraries read too, so other values are not an error here."""
+    return any(os.environ.get(name, "").strip().lower() in _TRUE for name in names)
+
+
 def _flag(name: str) -> bool:
     value = os.environ.get(name, "").strip().lower()
     if value in _TRUE:

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .config import cache_dir, data_dir
+from .config import any_set, cache_dir, data_dir
 from .files import atomic_write
 from .text import Vocab, build_vocab_from_iterator
 
@@ -159,8 +159,7 @@ def dataset_path(name: str, split: str, download: bool = True) -> Path:
 
 
 def _offline() -> bool:
-    return any(os.environ.get(v, "").lower() in {"1", "true", "yes", "on"}
-               for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "LLMCOURSE_OFFLINE"))
+    return any_set("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "LLMCOURSE_OFFLINE")
 
 
 def _mirror_reachable(timeout: float = 5.0) -> str | None:
@@ -183,17 +182,16 @@ def check_available(names: Sequence[str] = tuple(DATASETS), timeout: float = 5.0
     are not read here (loading checks them); ``course.py test`` and ``lab`` call this first, so that a
     machine without the data stops at once with the one message that says what to do.
     """
-    missing = []
+    missing, folder = [], data_dir()
     for name in names:
         spec = DATASETS[name]
         for split, entry in spec.splits.items():
-            folder = data_dir()
             if folder is not None:
                 if not (folder / spec.folder / entry.filename).is_file():
                     missing.append(f"LLMCOURSE_DATA={folder} has no {spec.folder}/{entry.filename} ({name} {split})")
             elif not (cache_dir() / spec.folder / entry.filename).is_file():
                 missing.append(f"{name} {split} (not in the cache {cache_dir() / spec.folder})")
-    if not missing or data_dir() is not None:
+    if not missing or folder is not None:
         return missing
     why = "this machine is marked offline (HF_HUB_OFFLINE)" if _offline() else _mirror_reachable(timeout)
     if why is None:
