@@ -6,11 +6,13 @@ Where a data set comes from, in this order:
    and ``sst2/SST-2/train.tsv``): offline machines and CI;
 2. the course's download cache (:func:`llmcourse.config.cache_dir`, the checkout's ``data/``);
 3. a download from the living public mirror (Hugging Face datasets ``Salesforce/wikitext`` and
-   ``nyu-mll/glue``), checked by sha256 where the hash is published and by row counts otherwise,
-   written to a temporary file and renamed only once it has passed.
+   ``nyu-mll/glue``) by ``huggingface_hub.hf_hub_download`` at a pinned revision (``HF_HUB_OFFLINE``
+   honoured), checked by sha256 where the hash is published and by row counts otherwise, converted to
+   the official text layout and renamed into the cache only once it has passed.
 
-Every file is checked (lines and words, or rows) each time it is loaded, so a truncated or
-corrupted copy is an error that names the file, never a silently smaller data set.
+Every file is checked each time it is loaded (valid UTF-8; its sha256 where known; lines and words,
+or rows), so a truncated, changed or corrupted copy is an error that names the file, never a
+silently different data set.
 
 Data flows one way: text file → :func:`tokenize_lines` → :func:`~llmcourse.text.build_vocab_from_iterator`
 → :func:`numericalize` → :func:`batchify` / :class:`BPTTIterator` / :class:`LMWindowDataset` → model.
@@ -24,7 +26,7 @@ import hashlib
 import os
 import tempfile
 import urllib.error
-import urllib.request
+import urllib.request  # only to ask whether the mirror answers: downloads go through huggingface_hub
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -53,9 +55,9 @@ __all__ = [
     "LMWindowDataset",
 ]
 
-#: Base address of the public mirror; ``$LLMCOURSE_MIRROR`` replaces it (tests use a local fake).
+#: Base address of the public mirror; ``$LLMCOURSE_MIRROR`` (tests use a local fake) or ``$HF_ENDPOINT`` replaces it.
 MIRROR = "https://huggingface.co"
-DOWNLOAD_TIMEOUT = 60  # seconds without a byte before a download gives up
+DOWNLOAD_TIMEOUT = 60  # seconds the mirror may take to answer before a download gives up
 
 
 class DataError(RuntimeError):
@@ -79,7 +81,7 @@ class DatasetSpec:
     name: str
     folder: str  # relative to $LLMCOURSE_DATA or the cache
     repo: str  # Hugging Face dataset repository of the mirror
-    revision: str
+    revision: str  # a commit of that repository: the files never change under the course
     splits: dict[str, Split]
     header: dict[str, str] | None = None  # split -> expected first line (TSV files)
 
@@ -90,7 +92,7 @@ DATASETS: dict[str, DatasetSpec] = {
         name="wikitext-2",
         folder="wikitext-2",
         repo="Salesforce/wikitext",
-        revision="main",
+        revision="b08601e04326c79dfdd32d625aee71d232d685c3",
         splits={
             "train": Split("wiki.train.tokens", "wikitext-2-v1/train-00000-of-00001.parquet", 36_718, 2_051_910,
                            "dfc27e4360c639dc1fba1e403bfffd53af4a5c75d5363b5724d49bf12d07cce6"),
@@ -106,7 +108,7 @@ DATASETS: dict[str, DatasetSpec] = {
         name="sst2",
         folder="sst2/SST-2",
         repo="nyu-mll/glue",
-        revision="main",
+        revision="bcdcba79d07bc864c1c254ccfcedcce55bcc9a8c",
         splits={
             "train": Split("train.tsv", "sst2/train-00000-of-00001.parquet", 67_349),
             "dev": Split("dev.tsv", "sst2/validation-00000-of-00001.parquet", 872),
@@ -164,7 +166,7 @@ def _offline() -> bool:
 
 def _mirror_reachable(timeout: float = 5.0) -> str | None:
     """None if the mirror answers within ``timeout`` seconds, else why not."""
-    url = os.environ.get("LLMCOURSE_MIRROR", MIRROR).rstrip("/")
+    url = _endpoint() or os.environ.get("HF_ENDPOINT", "").rstrip("/") or MIRROR
     try:
         with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
             return None
@@ -258,39 +260,56 @@ def _check_file(path: Path, spec: DatasetSpec, split: str, origin: str) -> None:
                         f"To fix it, {fix}.")
 
 
-def _url(spec: DatasetSpec, entry: Split) -> str:
-    base = os.environ.get("LLMCOURSE_MIRROR", MIRROR).rstrip("/")
-    return f"{base}/datasets/{spec.repo}/resolve/{spec.revision}/{entry.remote}"
+def _endpoint() -> str | None:
+    """The hub to download from: ``$LLMCOURSE_MIRROR`` (tests point it at a local fake), else
+    ``huggingface_hub``'s own default (``$HF_ENDPOINT`` or huggingface.co)."""
+    return os.environ.get("LLMCOURSE_MIRROR", "").rstrip("/") or None
 
 
-def download(url: str, dest: Path, sha256: str | None = None, timeout: float = DOWNLOAD_TIMEOUT) -> Path:
-    """Download ``url`` to ``dest`` with a progress bar, verify its sha256 (if given), then rename.
+def _fetch_parquet(spec: DatasetSpec, entry: Split, folder: Path) -> Path:
+    """One Parquet file of the mirror, by ``huggingface_hub.hf_hub_download`` at the pinned revision,
+    into ``folder`` (a temporary folder: only the converted, checked text enters the course's cache).
 
-    The bytes go to a temporary file beside ``dest`` (:func:`llmcourse.files.atomic_write`); on any
-    failure it is removed, so the cache never holds half a file.
+    ``huggingface_hub`` does the HTTP: retries, resumed and atomic writes, ``$HF_TOKEN``, ``$HF_ENDPOINT``.
+    Offline (``HF_HUB_OFFLINE``) nothing is requested and the error says what to do.
     """
-    from tqdm.auto import tqdm
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
-    def fetch(tmp: Path) -> None:
-        digest = hashlib.sha256()
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
-                total = int(response.headers.get("Content-Length") or 0) or None
-                with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, leave=False) as bar:
-                    while chunk := response.read(1 << 20):
-                        out.write(chunk)
-                        digest.update(chunk)
-                        bar.update(len(chunk))
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            raise DataError(
-                f"Could not download {url} ({exc}). If this machine is offline, put the data set's "
-                "official files in a folder and point LLMCOURSE_DATA at it (see the course README, 'Data')."
-            ) from exc
-        if sha256 is not None and digest.hexdigest() != sha256:
-            raise DataError(f"The download of {url} is corrupted: its sha256 is {digest.hexdigest()}, "
-                            f"expected {sha256}. Nothing was cached; run again to retry.")
+    where = f"{spec.repo}/{entry.remote} (revision {spec.revision[:12]})"
+    offline_help = ("put the data set's official files in a folder and point LLMCOURSE_DATA at it "
+                    "(see the course README, 'Data')")
+    if _offline():
+        raise DataError(f"Cannot download {where}: this machine is marked offline (HF_HUB_OFFLINE). Unset "
+                        f"HF_HUB_OFFLINE on a machine that can reach the Hub, or {offline_help}.")
+    if (why := _mirror_reachable()) is not None:  # seconds, where huggingface_hub would retry for half a minute
+        raise DataError(f"Could not download {where}: {why}. If this machine is offline, {offline_help}.")
+    try:
+        path = hf_hub_download(spec.repo, entry.remote, repo_type="dataset", revision=spec.revision,
+                               local_dir=folder, endpoint=_endpoint(), etag_timeout=DOWNLOAD_TIMEOUT)
+    except LocalEntryNotFoundError as exc:  # the Hub could not be reached
+        raise DataError(f"Could not download {where}: the Hub did not answer ({_first_line(exc)}). If this "
+                        f"machine is offline, {offline_help}.") from None
+    except (HfHubHTTPError, EntryNotFoundError) as exc:  # it answered: no such repository, revision or file
+        raise DataError(f"Could not download {where}: {_first_line(exc)} The course's registry of data sets "
+                        f"(llmcourse.data.DATASETS) may be out of date; {offline_help}.") from None
+    except OSError as exc:
+        raise DataError(f"Could not download {where} ({_first_line(exc)}). If this machine is offline, "
+                        f"{offline_help}.") from None
+    return Path(path)
 
-    return atomic_write(dest, fetch)
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _download_split(spec: DatasetSpec, split: str, dest: Path) -> None:
@@ -298,15 +317,17 @@ def _download_split(spec: DatasetSpec, split: str, dest: Path) -> None:
     import pyarrow.parquet as pq
 
     entry = spec.splits[split]
-    url = _url(spec, entry)
-    print(f"Downloading the {split} split of {spec.name} from {url}")
+    print(f"Downloading the {split} split of {spec.name} from the Hugging Face dataset {spec.repo}")
     with tempfile.TemporaryDirectory(dir=_ensure(dest.parent)) as workdir:
-        parquet = download(url, Path(workdir) / Path(entry.remote).name, sha256=entry.sha256)
+        parquet = _fetch_parquet(spec, entry, Path(workdir))
+        if entry.sha256 is not None and (digest := _sha256(parquet)) != entry.sha256:
+            raise DataError(f"The download of {spec.repo}/{entry.remote} is corrupted: its sha256 is {digest}, "
+                            f"expected {entry.sha256}. Nothing was cached; run again to retry.")
         try:
             table = pq.read_table(parquet)
         except Exception as exc:  # pyarrow raises several types for a damaged file
-            raise DataError(f"The download of {url} is not a readable Parquet file ({exc}). "
-                            "Nothing was cached; run again to retry.") from exc
+            raise DataError(f"The download of {spec.repo}/{entry.remote} is not a readable Parquet file "
+                            f"({exc}). Nothing was cached; run again to retry.") from exc
 
         staged = Path(workdir) / entry.filename  # the official name, for the check's message
         with open(staged, "w", encoding="utf-8", newline="") as out:
@@ -324,7 +345,7 @@ def _download_split(spec: DatasetSpec, split: str, dest: Path) -> None:
                     writer.writerows(zip(columns["sentence"], columns["label"]))
         # Check the converted file *before* it enters the cache: rows are SST-2's only checksum.
         _check_file(staged, spec, split, origin="download")
-        digest = hashlib.sha256(staged.read_bytes()).hexdigest()
+        digest = _sha256(staged)
         atomic_write(_hash_note(dest), lambda tmp: tmp.write_text(digest + "\n"))
         os.replace(staged, dest)
 

@@ -1,5 +1,8 @@
 import hashlib
+import http.server
 import shutil
+import threading
+import urllib.parse
 from pathlib import Path
 
 import pyarrow as pa
@@ -71,14 +74,70 @@ def test_unknown_names_are_clear():
         dataset_path("wikitext-2", "validation")
 
 
-# --- the download path, with a fake mirror on the local file system ----------------------------
-def _fake_mirror(tmp_path, monkeypatch, spec_name, split, table) -> tuple[Path, str]:
+# --- the download path, through huggingface_hub from a fake Hub on localhost ------------------
+class _FakeHub(http.server.BaseHTTPRequestHandler):
+    """Answers as the Hub's ``resolve`` endpoint does for a file: HEAD with the commit, ETag and size, GET
+    with the bytes, 404 with the Hub's error code. ``requests`` records every path asked for."""
+
+    root: Path
+    requests: list
+
+    def _file(self) -> Path | None:
+        self.requests.append((self.command, self.path))
+        path = self.root / urllib.parse.unquote(self.path.split("?")[0]).lstrip("/")
+        return path if path.is_file() else None
+
+    def _headers(self, path: Path | None) -> None:
+        if path is None:
+            self.send_response(404)
+            self.send_header("X-Error-Code", "EntryNotFound")
+            self.send_header("Content-Length", "0")
+        else:
+            self.send_response(200)
+            self.send_header("X-Repo-Commit", self.path.split("/resolve/")[1].split("/")[0])
+            self.send_header("ETag", '"' + hashlib.sha256(path.read_bytes()).hexdigest() + '"')
+            self.send_header("Content-Length", str(path.stat().st_size))
+        self.end_headers()
+
+    def do_HEAD(self):
+        self._headers(self._file())
+
+    def do_GET(self):
+        path = self._file()
+        self._headers(path)
+        if path is not None:
+            self.wfile.write(path.read_bytes())
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_hub(tmp_path, monkeypatch):
+    """A Hub on localhost serving ``tmp_path / "hub"``; the machine is online for huggingface_hub."""
+    import huggingface_hub.constants
+
+    root = tmp_path / "hub"
+    root.mkdir()
+    handler = type("Handler", (_FakeHub,), {"root": root, "requests": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    for variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "LLMCOURSE_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(variable, raising=False)  # CI sets them
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # read when it was imported
+    monkeypatch.setenv("LLMCOURSE_MIRROR", f"http://127.0.0.1:{server.server_address[1]}")
+    yield handler
+    server.shutdown()
+    server.server_close()
+
+
+def _fake_mirror(fake_hub, spec_name, split, table) -> tuple[Path, str]:
+    """Put ``table`` on the fake Hub where the registry says the split's Parquet file is."""
     spec = DATASETS[spec_name]
     entry = spec.splits[split]
-    target = tmp_path / "mirror" / "datasets" / spec.repo / "resolve" / spec.revision / entry.remote
+    target = fake_hub.root / "datasets" / spec.repo / "resolve" / spec.revision / entry.remote
     target.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, target)
-    monkeypatch.setenv("LLMCOURSE_MIRROR", (tmp_path / "mirror").as_uri())
     return target, hashlib.sha256(target.read_bytes()).hexdigest()
 
 
@@ -94,16 +153,21 @@ def _leftovers(cache: Path) -> list[Path]:
     return sorted(p for p in cache.rglob("*") if p.is_file())
 
 
-def test_download_verifies_converts_and_caches(shared_data, no_data_env, tmp_path, monkeypatch):
+def test_download_verifies_converts_and_caches(shared_data, no_data_env, fake_hub, monkeypatch):
     lines = (shared_data / "wikitext-2" / "wiki.valid.tokens").read_text(encoding="utf-8").split("\n")[:-1]
     rows = [line + "\n" if line.strip() else "" for line in lines]  # the mirror's row format
-    _, digest = _fake_mirror(tmp_path, monkeypatch, "wikitext-2", "valid", pa.table({"text": rows}))
+    _, digest = _fake_mirror(fake_hub, "wikitext-2", "valid", pa.table({"text": rows}))
     _pin(monkeypatch, "wikitext-2", "valid", digest)
     got = WikiText2("valid")
     assert [line.split() for line in got] == [line.split() for line in lines]
+    revision = DATASETS["wikitext-2"].revision
+    file = f"/datasets/Salesforce/wikitext/resolve/{revision}/wikitext-2-v1/validation-00000-of-00001.parquet"
+    assert len(revision) == 40  # a commit, not a branch
+    assert fake_hub.requests == [("HEAD", "/"), ("HEAD", file), ("GET", file)]  # is it there; the file, pinned
     cached = no_data_env / "wikitext-2" / "wiki.valid.tokens"
     assert _leftovers(no_data_env) == [cached.with_name(".wiki.valid.tokens.sha256"), cached]  # and its hash
-    monkeypatch.setenv("LLMCOURSE_MIRROR", "file:///nowhere")  # a cache hit needs no network
+    monkeypatch.setenv("LLMCOURSE_MIRROR", "http://127.0.0.1:9")  # a cache hit needs no network
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert len(WikiText2("valid")) == 3_760
     data = cached.read_bytes()
     cached.write_bytes(data.replace(b" the ", b" thE ", 1))  # one byte: the same lines and words
@@ -111,34 +175,45 @@ def test_download_verifies_converts_and_caches(shared_data, no_data_env, tmp_pat
         WikiText2("valid")
 
 
-def test_a_checksum_mismatch_caches_nothing(shared_data, no_data_env, tmp_path, monkeypatch):
-    _fake_mirror(tmp_path, monkeypatch, "wikitext-2", "valid", pa.table({"text": ["just one line\n"]}))
+def test_a_checksum_mismatch_caches_nothing(shared_data, no_data_env, fake_hub):
+    _fake_mirror(fake_hub, "wikitext-2", "valid", pa.table({"text": ["just one line\n"]}))
     with pytest.raises(DataError, match=r"corrupted: its sha256 is [0-9a-f]{64}, expected 717de9a0"):
         WikiText2("valid")
     assert _leftovers(no_data_env) == []
 
 
-def test_wrong_row_counts_cache_nothing(no_data_env, tmp_path, monkeypatch):
+def test_wrong_row_counts_cache_nothing(no_data_env, fake_hub):
     table = pa.table({"sentence": ["good film ", "bad film "], "label": [1, 0], "idx": [0, 1]})
-    _fake_mirror(tmp_path, monkeypatch, "sst2", "dev", table)
+    _fake_mirror(fake_hub, "sst2", "dev", table)
     with pytest.raises(DataError, match=r"dev\.tsv is incomplete or corrupted: it has 2 rows \(expected 872\)"):
         SST2("dev")
     assert _leftovers(no_data_env) == []
 
 
-def test_sst2_download_round_trip(shared_data, no_data_env, tmp_path, monkeypatch):
+def test_sst2_download_round_trip(shared_data, no_data_env, fake_hub, monkeypatch):
     monkeypatch.setenv("LLMCOURSE_DATA", str(shared_data))
     real = SST2("dev")
     monkeypatch.delenv("LLMCOURSE_DATA")
     table = pa.table({"sentence": [s for s, _ in real], "label": [l for _, l in real], "idx": list(range(872))})
-    _fake_mirror(tmp_path, monkeypatch, "sst2", "dev", table)
+    _fake_mirror(fake_hub, "sst2", "dev", table)
     assert SST2("dev") == real
 
 
-def test_offline_without_data_says_what_to_do(no_data_env, monkeypatch):
-    monkeypatch.setenv("LLMCOURSE_MIRROR", "file:///no/such/mirror")
-    with pytest.raises(DataError, match="Could not download .*point LLMCOURSE_DATA at it"):
+def test_offline_without_data_says_what_to_do(no_data_env, fake_hub, monkeypatch):
+    monkeypatch.setenv("LLMCOURSE_MIRROR", "http://127.0.0.1:9")  # nothing listens there
+    with pytest.raises(DataError, match="Could not download .*127.0.0.1:9 did not answer.*point LLMCOURSE_DATA at it"):
         WikiText2("test")
+    assert _leftovers(no_data_env) == []
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # marked offline: nothing is asked of the Hub
+    with pytest.raises(DataError, match="marked offline \\(HF_HUB_OFFLINE\\).*point LLMCOURSE_DATA at it"):
+        WikiText2("test")
+    assert fake_hub.requests == [] and _leftovers(no_data_env) == []
+
+
+def test_a_file_the_hub_lacks_is_named(no_data_env, fake_hub):
+    with pytest.raises(DataError, match=r"Could not download nyu-mll/glue/sst2/validation-00000-of-00001\.parquet "
+                                        r"\(revision bcdcba79d07b\).*registry"):
+        SST2("dev")
     assert _leftovers(no_data_env) == []
 
 
