@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import numbers
 import os
 import tempfile
 import urllib.error
 import urllib.request  # only to ask whether the mirror answers: downloads go through huggingface_hub
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -404,6 +405,9 @@ def tokenize_lines(lines: Sequence[str], tokenizer=str.split, eos: str | None = 
 
     WikiText-2 is already tokenized, so the default tokenizer just splits on white space.
     """
+    if isinstance(lines, str):
+        raise TypeError("tokenize_lines takes a list of lines, not one string: a string would be read character "
+                        "by character. Pass text.split('\\n'), or [line] for a single line.")
     if eos is None:
         return [tokenizer(line) for line in lines]
     return [tokenizer(line) + [eos] for line in lines]
@@ -431,6 +435,24 @@ def numericalize(token_lists: Sequence[Sequence[str]], vocab: Vocab) -> Tensor:
 # --------------------------------------------------------------------------------------------
 # Batching for language models (batch first, as everywhere in the course)
 # --------------------------------------------------------------------------------------------
+def _check_stream(ids: Any, who: str) -> None:
+    """A stream of token ids: a 1-D integer tensor (what :func:`numericalize` returns)."""
+    if not isinstance(ids, Tensor):
+        raise TypeError(f"{who} expects a tensor of token ids, got {type(ids).__name__}; build it with "
+                        "numericalize(token_lists, vocab) or torch.tensor(ids, dtype=torch.long).")
+    if ids.dim() != 1:
+        raise ValueError(f"{who} expects a 1-D stream of ids, got shape {tuple(ids.shape)}.")
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+        raise TypeError(f"{who} expects integer token ids (torch.long), got dtype {ids.dtype}: ids are indices "
+                        "into the vocabulary, not numbers to compute with.")
+
+
+def _check_positive(who: str, **values: Any) -> None:
+    for name, value in values.items():
+        if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1):
+            raise ValueError(f"{who}: {name}={value!r}, give a whole number of tokens >= 1.")
+
+
 def batchify(data: Tensor, batch_size: int) -> Tensor:
     """Cut a stream of ids into ``batch_size`` contiguous rows: ``(n,)`` → ``(batch_size, n // batch_size)``.
 
@@ -438,8 +460,9 @@ def batchify(data: Tensor, batch_size: int) -> Tensor:
     window where it stopped in this one, which is what lets an RNN carry its hidden state across.
     The last ``n % batch_size`` tokens are dropped.
     """
-    if data.dim() != 1:
-        raise ValueError(f"batchify expects a 1-D stream of ids, got shape {tuple(data.shape)}.")
+    _check_stream(data, "batchify")
+    if not (isinstance(batch_size, numbers.Integral) and not isinstance(batch_size, bool) and batch_size >= 1):
+        raise ValueError(f"batch_size={batch_size!r}: give a whole number of rows >= 1.")
     n = data.numel() // batch_size
     if n < 2:
         raise ValueError(f"{data.numel()} tokens are too few for batch_size={batch_size}.")
@@ -452,6 +475,7 @@ def get_batch(source: Tensor, i: int, bptt: int) -> tuple[Tensor, Tensor]:
     ``source``: ``(batch, time)``; returns ``x, y`` of shape ``(batch, seq)`` with
     ``seq = min(bptt, time - 1 - i)`` and ``y[:, t] == source[:, i + t + 1]``.
     """
+    _check_positive("get_batch", bptt=bptt)
     seq = min(bptt, source.size(1) - 1 - i)
     if seq < 1:
         raise IndexError(f"No window starts at {i}: the stream has {source.size(1)} steps.")
@@ -468,6 +492,7 @@ class BPTTIterator:
         if source.dim() != 2:
             raise ValueError(f"BPTTIterator expects a batchified (batch, time) tensor, got {tuple(source.shape)}; "
                              "call batchify(stream, batch_size) first.")
+        _check_positive("BPTTIterator", bptt=bptt)
         self.source, self.bptt = source, bptt
 
     def __len__(self) -> int:
@@ -486,8 +511,8 @@ class LMWindowDataset(Dataset):
     """
 
     def __init__(self, ids: Tensor, seq_len: int, stride: int | None = None):
-        if ids.dim() != 1:
-            raise ValueError(f"LMWindowDataset expects a 1-D stream of ids, got shape {tuple(ids.shape)}.")
+        _check_stream(ids, "LMWindowDataset")
+        _check_positive("LMWindowDataset", seq_len=seq_len, **({} if stride is None else {"stride": stride}))
         if ids.numel() < seq_len + 1:
             raise ValueError(f"{ids.numel()} tokens are too few for windows of {seq_len} (+1 target).")
         self.ids, self.seq_len, self.stride = ids, seq_len, stride or seq_len

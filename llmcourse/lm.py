@@ -45,6 +45,10 @@ def perplexity(log_probs: Sequence[float] | Tensor) -> float:
     values = torch.as_tensor(log_probs, dtype=torch.float64).flatten()
     if values.numel() == 0:
         raise ValueError("The perplexity of no tokens is undefined: pass at least one log-probability.")
+    if values.isnan().any():
+        raise ValueError(f"{int(values.isnan().sum())} of the {values.numel()} log-probabilities are NaN: the model "
+                         "or the data produced an undefined score (a NaN weight, a 0 * log 0); find it before "
+                         "reporting a perplexity.")
     if (values > 0).any():
         raise ValueError("Log-probabilities are at most 0; did you pass probabilities or losses instead?")
     return math.exp(-values.mean().item())

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from .heads import OutputLayer, check_cutoffs
+from .text import check_token_ids
 
 __all__ = [
     "rnn_cell_step",
@@ -361,6 +362,7 @@ class RNNLM(nn.Module):
         if x.dim() != 2:
             raise ValueError(f"RNNLM expects ids of shape (batch, time), got {tuple(x.shape)}; "
                              "add a batch dimension with x.unsqueeze(0).")
+        check_token_ids(x, self.config.vocab_size, "RNNLM")
         hidden, state = self.rnn(self.drop(self.embed(x)), state)
         return self.head(self.drop(hidden)), state
 

@@ -30,6 +30,7 @@ __all__ = [
     "basic_english",
     "Vocab",
     "build_vocab_from_iterator",
+    "check_token_ids",
 ]
 
 #: The course's special tokens: unknown word, padding, start and end of sequence.
@@ -240,3 +241,22 @@ def build_vocab_from_iterator(
     tokens = [token for token, freq in ordered if freq >= min_freq and token not in special_set]
     tokens = specials + tokens if special_first else tokens + specials
     return Vocab(tokens)
+
+
+def check_token_ids(ids, vocab_size: int | None, who: str) -> None:
+    """Token ids must be integers in ``[0, vocab_size)``: say so here, instead of an ``IndexError`` deep in
+    an embedding. The range is checked for tensors off the GPU only (on CUDA it would stall every step,
+    and a device-side assert stops a bad id there anyway)."""
+    import torch
+
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+        raise TypeError(f"{who} takes integer token ids (torch.long); got dtype {ids.dtype}. Build them with "
+                        "torch.tensor(vocab(words), dtype=torch.long) or numericalize(token_lists, vocab).")
+    if ids.numel() == 0 or ids.device.type == "cuda":
+        return
+    low, high = int(ids.min()), int(ids.max())
+    if low < 0 or (vocab_size is not None and high >= vocab_size):
+        bad = low if low < 0 else high
+        top = vocab_size - 1 if vocab_size is not None else "..."
+        raise ValueError(f"{who} got token id {bad}, outside the model's vocabulary (0 to {top}): were the ids "
+                         "made with another vocabulary, or is vocab_size too small?")

@@ -31,6 +31,7 @@ import dataclasses
 import importlib
 import json
 import math
+import numbers
 import os
 import time
 import warnings
@@ -79,6 +80,37 @@ class OwnLoss(Protocol):
     def loss_fn(self, output: Any, y: Tensor) -> tuple[Tensor, Tensor]: ...
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _whole(value: Any, least: int) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= least
+
+
+def _check_numbers(c: "TrainConfig") -> None:
+    """The numbers of a :class:`TrainConfig`: a NaN or a negative rate would train silently wrong."""
+    if not (_finite(c.lr) and c.lr > 0):
+        raise ValueError(f"lr={c.lr!r}: the learning rate must be a positive number (the course uses 1e-4 to 5e-3).")
+    if not (_finite(c.weight_decay) and c.weight_decay >= 0):
+        raise ValueError(f"weight_decay={c.weight_decay!r}: give a number >= 0 (0 switches weight decay off).")
+    if len(c.betas) != 2 or not all(_finite(b) and 0 <= b < 1 for b in c.betas):
+        raise ValueError(f"betas={c.betas!r}: Adam's two decay rates, each in [0, 1), e.g. (0.9, 0.999).")
+    if c.grad_clip is not None and not (_finite(c.grad_clip) and c.grad_clip > 0):
+        raise ValueError(f"grad_clip={c.grad_clip!r}: give a positive gradient norm, or None to switch clipping off.")
+    if not (_finite(c.min_lr_ratio) and 0 <= c.min_lr_ratio <= 1):
+        raise ValueError(f"min_lr_ratio={c.min_lr_ratio!r}: the schedule's end as a fraction of lr, in [0, 1].")
+    for name in ("max_steps", "eval_every", "max_eval_batches", "patience"):
+        value = getattr(c, name)
+        if value is not None and not _whole(value, 1):
+            raise ValueError(f"{name}={value!r}: give a whole number >= 1, or None.")
+    for name in ("epochs", "warmup_steps"):
+        if not _whole(getattr(c, name), 0):
+            raise ValueError(f"{name}={getattr(c, name)!r}: give a whole number >= 0.")
+    if not _whole(c.log_every, 1):
+        raise ValueError(f"log_every={c.log_every!r}: give a whole number of steps >= 1.")
+
+
 @dataclass
 class TrainConfig:
     """Everything :func:`train` needs to know, in one object a notebook can print."""
@@ -107,6 +139,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # JSON gives back a list
+        _check_numbers(self)
         if self.schedule not in {"cosine", "linear", "constant"}:
             raise ValueError(f"schedule={self.schedule!r}: choose 'cosine', 'linear' or 'constant'.")
         if self.budget_seconds is not None:

@@ -289,3 +289,26 @@ def test_one_changed_byte_or_bad_utf8_in_an_official_file_is_named(shared_data, 
     test.write_bytes(data[:third_line] + b"\xff" + data[third_line + 1:])
     with pytest.raises(DataError, match=r"wiki\.test\.tokens is not valid UTF-8 \(line 3,"):
         WikiText2("test")
+
+
+def test_streams_and_windows_refuse_what_would_go_wrong_silently():
+    stream = torch.arange(100)
+    with pytest.raises(TypeError, match="read character by character"):
+        tokenize_lines("the cat sat")
+    with pytest.raises(TypeError, match="expects a tensor of token ids, got list"):
+        batchify(list(range(100)), 4)
+    with pytest.raises(TypeError, match=r"integer token ids \(torch.long\), got dtype torch.float32"):
+        batchify(stream.float(), 4)
+    for bad in (0, -2, 2.5):
+        with pytest.raises(ValueError, match=f"batch_size={bad}: give a whole number"):
+            batchify(stream, bad)
+    with pytest.raises(ValueError, match="bptt=0, give a whole number of tokens >= 1"):
+        BPTTIterator(batchify(stream, 4), 0)
+    with pytest.raises(ValueError, match="bptt=0"):
+        get_batch(batchify(stream, 4), 0, 0)
+    with pytest.raises(ValueError, match="seq_len=0"):
+        LMWindowDataset(stream, 0)
+    with pytest.raises(ValueError, match="stride=-1"):
+        LMWindowDataset(stream, 8, stride=-1)
+    with pytest.raises(TypeError, match="integer token ids"):
+        LMWindowDataset(stream.float(), 8)

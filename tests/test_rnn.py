@@ -260,3 +260,13 @@ def test_checkpoint_round_trip_rebuilds_the_model(tmp_path):
         torch.testing.assert_close(loaded(x)[0], model(x)[0])
         if cfg.tie_weights:
             assert loaded.head.linear.weight is loaded.embed.weight
+
+
+def test_rnn_lm_names_ids_outside_its_vocabulary():
+    model = RNNLM(RNNConfig(10, "lstm", d_embed=8, d_hidden=8, n_layers=1))
+    with pytest.raises(ValueError, match=r"RNNLM got token id 10, outside the model's vocabulary \(0 to 9\)"):
+        model(torch.full((1, 4), 10))
+    with pytest.raises(ValueError, match="token id -1"):
+        model(torch.tensor([[1, -1]]))
+    with pytest.raises(TypeError, match=r"integer token ids \(torch.long\); got dtype torch.float32"):
+        model(torch.zeros(1, 4))

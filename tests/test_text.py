@@ -93,3 +93,16 @@ def test_a_lookup_by_the_wrong_type_is_a_clear_error():
         vocab[5]  # used to return the default index, 0, silently
     with pytest.raises(TypeError, match="tokens as str"):
         vocab.append_token(3)
+
+
+def test_check_token_ids():
+    import torch
+
+    from llmcourse.text import check_token_ids
+
+    check_token_ids(torch.tensor([0, 4]), 5, "A model")  # in range: nothing to say
+    check_token_ids(torch.tensor([], dtype=torch.long), 5, "A model")
+    with pytest.raises(ValueError, match=r"A model got token id 5, outside the model's vocabulary \(0 to 4\)"):
+        check_token_ids(torch.tensor([0, 5]), 5, "A model")
+    with pytest.raises(TypeError, match="torch.bool"):
+        check_token_ids(torch.tensor([True]), 5, "A model")

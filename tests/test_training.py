@@ -245,3 +245,32 @@ def test_step_runs_record_seconds_and_steps():
                     device="cpu")
     assert history.steps == 7 and [r["step"] for r in history.train] == [2, 4, 6, 7]
     assert all(r["seconds"] > 0 for r in history.train) and history.budget_seconds is None
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("lr", float("nan"), "lr=nan: the learning rate must be a positive number"),
+    ("lr", -1e-3, "lr=-0.001"),
+    ("lr", 0.0, "lr=0.0"),
+    ("weight_decay", float("nan"), "weight_decay=nan"),
+    ("weight_decay", -0.1, "weight_decay=-0.1"),
+    ("betas", (0.9, 1.0), r"betas=\(0.9, 1.0\)"),
+    ("grad_clip", -1.0, "grad_clip=-1.0: give a positive gradient norm, or None"),
+    ("grad_clip", float("inf"), "grad_clip=inf"),
+    ("max_steps", 0, "max_steps=0: give a whole number >= 1, or None"),
+    ("eval_every", 2.5, "eval_every=2.5"),
+    ("patience", 0, "patience=0"),
+    ("epochs", -1, "epochs=-1"),
+    ("min_lr_ratio", 2.0, "min_lr_ratio=2.0"),
+    ("log_every", 0, "log_every=0"),
+])
+def test_train_config_refuses_numbers_that_would_train_silently_wrong(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**({"max_steps": 10} | {field: value}))
+
+
+def test_perplexity_of_nan_scores_is_an_error():
+    from llmcourse.lm import perplexity
+
+    assert perplexity([math.log(0.5)] * 3) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="1 of the 3 log-probabilities are NaN"):
+        perplexity([-1.0, float("nan"), -2.0])
