@@ -507,22 +507,36 @@ class LMWindowDataset(Dataset):
     """Fixed-length windows of a stream of ids for a ``DataLoader``: item ``k`` is ``(x, y)`` with
     ``x = ids[k*stride : k*stride + seq_len]`` and ``y`` the same window shifted by one token.
 
-    With the default ``stride = seq_len`` every token is predicted exactly once per epoch.
+    With the default ``stride = seq_len`` every token is predicted exactly once per epoch, except the
+    last ``< seq_len`` tokens, which fill no whole window. ``pad_last=True`` adds one last window for
+    them, its missing positions padded (inputs with ``pad_id``, targets with -100, which the losses
+    skip): then every token after the first is scored, which a per-word perplexity needs (notebook 06).
     """
 
-    def __init__(self, ids: Tensor, seq_len: int, stride: int | None = None):
+    def __init__(self, ids: Tensor, seq_len: int, stride: int | None = None, *, pad_last: bool = False,
+                 pad_id: int = 0):
         _check_stream(ids, "LMWindowDataset")
         _check_positive("LMWindowDataset", seq_len=seq_len, **({} if stride is None else {"stride": stride}))
-        if ids.numel() < seq_len + 1:
+        if ids.numel() < (2 if pad_last else seq_len + 1):
             raise ValueError(f"{ids.numel()} tokens are too few for windows of {seq_len} (+1 target).")
         self.ids, self.seq_len, self.stride = ids, seq_len, stride or seq_len
+        self.pad_last, self.pad_id = pad_last, pad_id
+        self._full = max(0, (ids.numel() - 1 - seq_len) // self.stride + 1)
+        last_target = (self._full - 1) * self.stride + seq_len  # index of the last token the full windows score
+        self._extra = int(pad_last and (self._full == 0 or last_target < ids.numel() - 1))
 
     def __len__(self) -> int:
-        return (self.ids.numel() - 1 - self.seq_len) // self.stride + 1
+        return self._full + self._extra
 
     def __getitem__(self, k: int) -> tuple[Tensor, Tensor]:
         if not -len(self) <= k < len(self):
             raise IndexError(k)
-        start = (k % len(self)) * self.stride
-        window = self.ids[start : start + self.seq_len + 1]
-        return window[:-1], window[1:]
+        k %= len(self)
+        if k < self._full:
+            start = k * self.stride
+            window = self.ids[start : start + self.seq_len + 1]
+            return window[:-1], window[1:]
+        start = self._full * self.stride if self.stride == self.seq_len else (self._full - 1) * self.stride + self.seq_len
+        x, y = self.ids[start:-1], self.ids[start + 1:]
+        pad = self.seq_len - x.numel()
+        return (torch.cat([x, x.new_full((pad,), self.pad_id)]), torch.cat([y, y.new_full((pad,), -100)]))

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 __all__ = [
     "sequence_log_prob",
     "perplexity",
+    "per_word_perplexity",
     "BigramConfig",
     "BigramLM",
 ]
@@ -52,6 +53,21 @@ def perplexity(log_probs: Sequence[float] | Tensor) -> float:
     if (values > 0).any():
         raise ValueError("Log-probabilities are at most 0; did you pass probabilities or losses instead?")
     return math.exp(-values.mean().item())
+
+
+def per_word_perplexity(total_nll: float, n_words: int) -> float:
+    """Perplexity per *word* of a text, whatever the model's tokens: ``exp(total_nll / n_words)``.
+
+    ``total_nll`` is the negative log-likelihood (nats) the model gave the whole text, summed over its
+    tokens (subwords, words or characters); ``n_words`` is the text's length in the course's words, one
+    ``<eos>`` per line included. A text's probability does not depend on how it is cut into tokens, so
+    this number is comparable across tokenizers; per-*token* perplexities are not (notebook 06).
+    """
+    if not (isinstance(total_nll, (int, float)) and math.isfinite(total_nll) and total_nll >= 0):
+        raise ValueError(f"total_nll={total_nll!r}: a negative log-likelihood is a finite number >= 0 (nats).")
+    if not (isinstance(n_words, int) and n_words >= 1):
+        raise ValueError(f"n_words={n_words!r}: give the number of words scored (>= 1).")
+    return math.exp(total_nll / n_words)
 
 
 @dataclass

@@ -312,3 +312,19 @@ def test_streams_and_windows_refuse_what_would_go_wrong_silently():
         LMWindowDataset(stream, 8, stride=-1)
     with pytest.raises(TypeError, match="integer token ids"):
         LMWindowDataset(stream.float(), 8)
+
+
+@pytest.mark.parametrize("n, seq_len, stride", [(10, 4, None), (11, 4, None), (9, 4, None), (2, 4, None),
+                                                (17, 4, 2), (100, 7, None)])
+def test_pad_last_scores_every_token_after_the_first_once(n, seq_len, stride):
+    windows = LMWindowDataset(torch.arange(n), seq_len, stride, pad_last=True, pad_id=0)
+    targets = torch.cat([windows[k][1] for k in range(len(windows))])
+    scored = targets[targets != -100].tolist()
+    assert sorted(set(scored)) == list(range(1, n))
+    if stride is None:
+        assert scored == list(range(1, n))  # once each, in order
+    for k in range(len(windows)):  # inputs and targets line up: y is x shifted, where y is not padding
+        x, y = windows[k]
+        assert x.shape == y.shape == (seq_len,)
+        keep = y != -100
+        assert torch.equal(y[keep][:-1], x[keep][1:])

@@ -274,3 +274,15 @@ def test_perplexity_of_nan_scores_is_an_error():
     assert perplexity([math.log(0.5)] * 3) == pytest.approx(2.0)
     with pytest.raises(ValueError, match="1 of the 3 log-probabilities are NaN"):
         perplexity([-1.0, float("nan"), -2.0])
+
+
+def test_per_word_perplexity():
+    from llmcourse.lm import per_word_perplexity
+
+    # a text of 4 words cut into 8 tokens that each cost log 2: per token 2, per word 4
+    assert per_word_perplexity(8 * math.log(2), 4) == pytest.approx(4.0)
+    for bad in (float("nan"), -1.0, float("inf")):
+        with pytest.raises(ValueError, match="total_nll"):
+            per_word_perplexity(bad, 4)
+    with pytest.raises(ValueError, match="n_words=0"):
+        per_word_perplexity(1.0, 0)
