@@ -18,7 +18,8 @@ from torch import Tensor
 
 from .training import History
 
-__all__ = ["plot_history", "plot_race", "plot_zipf", "plot_attention", "plot_confusion_matrix"]
+__all__ = ["plot_history", "plot_race", "plot_zipf", "plot_attention", "plot_confusion_matrix", "plot_vocab_tradeoff",
+           "plot_kv_cache"]
 
 
 def plot_history(history: History | Mapping, title: str | None = None, x: str = "auto"):
@@ -138,3 +139,54 @@ def plot_confusion_matrix(cm: np.ndarray, names: Sequence[str] = ("negative", "p
     ax.set(xticks=range(len(names)), yticks=range(len(names)), xticklabels=names, yticklabels=names,
            xlabel="predicted", ylabel="true")
     return ax
+
+
+def plot_vocab_tradeoff(vocab_sizes: Sequence[int], tokens_per_word: Sequence[float],
+                        embedding_params: Sequence[int] | None = None, title: str = "BPE: vocabulary against length"):
+    """Notebook 06: tokens per word of a text against the vocabulary size (log x axis), and, if given,
+    the embedding table's parameters on a second axis: a bigger vocabulary makes sequences shorter and
+    tables larger."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    ax.plot(vocab_sizes, tokens_per_word, "o-", color="tab:blue", label="tokens per word")
+    for v, t in zip(vocab_sizes, tokens_per_word):
+        ax.annotate(f"{t:.2f}", (v, t), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+    ax.axhline(1.0, color="grey", ls="--", lw=1)
+    ax.text(0.01, 1.0, " one token per word (a word-level vocabulary)", transform=ax.get_yaxis_transform(),
+            va="bottom", fontsize=8, color="grey")
+    ax.set(xscale="log", xlabel="vocabulary size (tokens)", ylabel="tokens per word", title=title)
+    ax.grid(alpha=0.3, which="both")
+    if embedding_params is not None:
+        twin = ax.twinx()
+        twin.plot(vocab_sizes, np.asarray(embedding_params) / 1e6, "s--", color="tab:orange",
+                  label="embedding parameters (M)")
+        twin.set_ylabel("embedding parameters (millions)", color="tab:orange")
+        lines = ax.get_legend_handles_labels(), twin.get_legend_handles_labels()
+        ax.legend(lines[0][0] + lines[1][0], lines[0][1] + lines[1][1], loc="upper center")
+    else:
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_kv_cache(lengths: Sequence[int], seconds_without: Sequence[float], seconds_with: Sequence[float],
+                  cache_bytes: Sequence[int] | None = None, title: str = "generation with and without a KV cache"):
+    """Notebook 06: seconds to generate ``n`` tokens with and without the key-value cache, the speed-up,
+    and (if given) the cache's memory, against the generated length."""
+    lengths = np.asarray(lengths)
+    without, with_ = np.asarray(seconds_without, dtype=float), np.asarray(seconds_with, dtype=float)
+    panels = 3 if cache_bytes is not None else 2
+    fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels, 3.6))
+    axes[0].plot(lengths, without, "o-", label="without a cache: re-read the whole sequence")
+    axes[0].plot(lengths, with_, "o-", label="with a cache: read the new token only")
+    axes[0].set(xlabel="tokens generated", ylabel="seconds", title=title)
+    axes[0].legend(fontsize=8)
+    axes[1].plot(lengths, without / with_, "o-", color="tab:green")
+    axes[1].axhline(1.0, color="grey", ls="--", lw=1)
+    axes[1].set(xlabel="tokens generated", ylabel="speed-up (times)", title="speed-up")
+    if cache_bytes is not None:
+        axes[2].plot(lengths, np.asarray(cache_bytes) / 2**20, "o-", color="tab:purple")
+        axes[2].set(xlabel="tokens in the cache", ylabel="MiB", title="the cache's memory")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
