@@ -7,7 +7,11 @@ choice (``temperature=0``), or by sampling after temperature scaling and optiona
 * a *stateful* model (``model.stateful = True``, like :class:`llmcourse.rnn.RNNLM`) reads the prompt
   once and then one new token per step, carrying its recurrent state;
 * a *stateless* model (a Transformer) re-reads a window of the most recent ``max_context`` ids at
-  every step (a sliding window: the model cannot see further back than its context length).
+  every step (a sliding window: the model cannot see further back than its context length);
+* with ``use_cache=True``, a model with a key-value cache (:class:`Cacheable`, such as
+  :class:`llmcourse.transformer.TransformerLM`) reads the prompt once and then only the new token,
+  keeping every layer's keys and values (notebook 06): the same tokens, without recomputing the past,
+  up to ``max_context`` positions.
 
 A model whose output is not logits exposes ``log_probs(output)`` (the RNN's adaptive softmax does);
 otherwise the output is taken as logits. Taught in notebook 02; reused unchanged in notebook 04.
@@ -16,10 +20,12 @@ otherwise the output is taken as logits. Taught in notebook 02; reused unchanged
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 import torch
 from torch import Tensor, nn
+
+from .text import check_token_ids
 
 __all__ = [
     "greedy",
@@ -27,9 +33,19 @@ __all__ = [
     "top_k_filter",
     "top_p_filter",
     "sample_next",
+    "Cacheable",
     "generate",
     "generate_text",
 ]
+
+
+@runtime_checkable
+class Cacheable(Protocol):
+    """A model that generates with a key-value cache (notebook 06): ``new_cache()`` returns an empty cache,
+    and ``model(ids, cache=cache)`` reads ``ids`` ``(batch, new)`` as the positions after those already
+    in the cache, adds theirs to it, and returns their output ``(batch, new, ...)``."""
+
+    def new_cache(self) -> Any: ...
 
 
 def _check_logits(logits: Tensor) -> None:
@@ -106,28 +122,50 @@ def _next_logits(model: nn.Module, output: Tensor) -> Tensor:
 
 def _check_ids(ids: Tensor, model: nn.Module) -> None:
     """Token ids must be integers inside the model's vocabulary (else PyTorch fails deep in an embedding)."""
-    if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.dtype.is_complex:
-        raise TypeError(f"The prompt must hold integer token ids (torch.long); got dtype {ids.dtype}. "
-                        "Build it with torch.tensor(vocab(words), dtype=torch.long).")
-    vocab_size = getattr(getattr(model, "config", None), "vocab_size", None)
-    low, high = int(ids.min()), int(ids.max())
-    if low < 0 or (vocab_size is not None and high >= vocab_size):
-        bad = low if low < 0 else high
-        raise ValueError(f"The prompt holds token id {bad}, outside the model's vocabulary "
-                         f"(0 to {vocab_size - 1 if vocab_size else '...'}): was it built with another vocabulary?")
+    check_token_ids(ids, getattr(getattr(model, "config", None), "vocab_size", None), "The prompt")
+
+
+def _check_cache_use(model: nn.Module, prompt_len: int, max_new_tokens: int, max_context: int | None) -> None:
+    """Clear errors for a cache that cannot work, before any work is done."""
+    if getattr(model, "stateful", False):
+        raise ValueError(f"{type(model).__name__} is stateful: it already reads each token once and carries the past "
+                         "in its state, which is what a cache does for a Transformer. Drop use_cache=True.")
+    if not isinstance(model, Cacheable):
+        raise TypeError(f"use_cache=True needs a model with a key-value cache (new_cache() and model(ids, cache=...)), "
+                        f"such as llmcourse.transformer.TransformerLM; {type(model).__name__} has none. Use "
+                        "use_cache=False.")
+    if max_context is not None:
+        raise ValueError("max_context slides a window over the last ids, which a cache cannot do (it keeps every "
+                         "position it has read). Pass use_cache=True or max_context, not both.")
+    limit = getattr(model, "max_context", None)
+    # the prompt and every new token but the last are read, each at its own position
+    needed = prompt_len + max_new_tokens - 1
+    if limit is None or needed <= limit:
+        return
+    if prompt_len > limit:
+        raise ValueError(f"The prompt has {prompt_len} ids, more than the model's max_context={limit}, and a cache "
+                         f"cannot slide a window. Keep its last {limit} ids (prompt[..., -{limit}:]), or use "
+                         "use_cache=False, which slides the window by itself.")
+    raise ValueError(f"With a cache, a prompt of {prompt_len} ids and {max_new_tokens} new tokens need {needed} "
+                     f"positions, more than the model's max_context={limit} (it has no position beyond: learned "
+                     f"positions stop there). Generate at most {limit - prompt_len + 1} new tokens with this prompt, "
+                     f"or use use_cache=False, which slides a window over the last {limit} ids.")
 
 
 @torch.no_grad()
 def generate(model: nn.Module, prompt: Tensor, max_new_tokens: int, *, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, max_context: int | None = None,
-             eos_id: int | None = None, generator: torch.Generator | None = None) -> Tensor:
+             eos_id: int | None = None, generator: torch.Generator | None = None, use_cache: bool = False) -> Tensor:
     """Continue ``prompt`` (ids ``(time,)`` or ``(batch, time)``) by ``max_new_tokens`` tokens.
 
     Returns the prompt and its continuation, ``(batch, time + new)`` (or ``(time + new,)`` for a 1-D
     prompt). Stateful models read each token once and carry their state; stateless models re-read the
     last ``max_context`` ids at every step (default: ``model.max_context`` if the model has it, else the
-    whole sequence). With ``eos_id``, generation stops once every row has produced it. The model is put
-    in eval mode (no dropout) and restored afterwards.
+    whole sequence). With ``use_cache=True`` a :class:`Cacheable` model reads the prompt once and then
+    only each new token, keeping every layer's keys and values (notebook 06): the same tokens as
+    without the cache, for ``time + max_new_tokens - 1 <= model.max_context`` (beyond that it is an
+    error: there is no window to slide). With ``eos_id``, generation stops once every row has
+    produced it. The model is put in eval mode (no dropout) and restored afterwards.
     """
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}.")
@@ -136,7 +174,9 @@ def generate(model: nn.Module, prompt: Tensor, max_new_tokens: int, *, temperatu
     if ids.dim() != 2 or ids.size(1) == 0:
         raise ValueError(f"The prompt must hold at least one id, shape (time,) or (batch, time); got {tuple(prompt.shape)}.")
     _check_ids(ids, model)
-    if max_context is None:
+    if use_cache:
+        _check_cache_use(model, ids.size(1), max_new_tokens, max_context)
+    elif max_context is None:
         max_context = getattr(model, "max_context", None)
     if max_context is not None and max_context < 1:
         raise ValueError(f"max_context must be at least 1, got {max_context}.")
@@ -150,10 +190,13 @@ def generate(model: nn.Module, prompt: Tensor, max_new_tokens: int, *, temperatu
     model.eval()
     try:
         state, finished = None, torch.zeros(ids.size(0), dtype=torch.bool, device=device)
+        cache = model.new_cache() if use_cache else None
         feed = ids if max_context is None else ids[:, -max_context:]
         for _ in range(max_new_tokens):
             if stateful:
                 output, state = model(feed, state)
+            elif use_cache:
+                output = model(feed, cache=cache)
             else:
                 output = model(feed)
             next_id = sample_next(_next_logits(model, output), temperature, top_k, top_p, generator).to(device)
@@ -163,8 +206,12 @@ def generate(model: nn.Module, prompt: Tensor, max_new_tokens: int, *, temperatu
             ids = torch.cat([ids, next_id[:, None]], dim=1)
             if eos_id is not None and bool(finished.all()):
                 break
-            # a stateful model has the past in its state: it only needs the new token
-            feed = next_id[:, None] if stateful else (ids if max_context is None else ids[:, -max_context:])
+            # a stateful model has the past in its state, a cached one in its keys and values: it only
+            # needs the new token
+            if stateful or use_cache:
+                feed = next_id[:, None]
+            else:
+                feed = ids if max_context is None else ids[:, -max_context:]
     finally:
         model.train(was_training)
     return ids[0] if squeeze else ids

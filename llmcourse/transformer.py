@@ -21,8 +21,25 @@ and, with a full softmax, being weight for weight a GPT-2, exported to
 ``transformers.GPT2LMHeadModel`` with :func:`to_gpt2` (and back with :func:`from_gpt2`). The sizes
 that notebook 04 and the benchmarks train on WikiText-2 live in :mod:`llmcourse.recipes`.
 
+Notebook 06 turns the same model into a Llama-style one, each change an option of
+:class:`TransformerConfig` written from its formula (``TransformerConfig.llama(vocab_size)`` sets them all):
+
+* rotary position embeddings (``positional="rope"``, :func:`rope_tables`, :func:`apply_rope`): queries
+  and keys are rotated by an angle that grows with their position, so attention scores depend on
+  relative positions only, and nothing is added to the embeddings;
+* RMSNorm (``norm="rmsnorm"``, :func:`rms_norm`, :class:`RMSNorm`) instead of LayerNorm;
+* the SwiGLU feed-forward network (``ffn="swiglu"``, :class:`SwiGLU`) instead of GELU's;
+* grouped-query attention (``n_kv_heads`` below ``n_heads``, in :class:`SelfAttention`) and linear
+  layers without biases (``bias=False``);
+* a key-value cache (:class:`KVCache`, ``model(ids, cache=model.new_cache())``), which
+  :func:`llmcourse.decoding.generate` uses with ``use_cache=True``; its memory is
+  :func:`kv_cache_bytes`.
+
+Such a model is weight for weight a ``transformers.LlamaForCausalLM``: :func:`to_llama` exports it and
+:func:`from_llama` brings one back.
+
 Shapes are batch first: ids ``(batch, time)``, hidden states ``(batch, time, d_model)``, logits
-``(batch, time, vocab)``.
+``(batch, time, vocab)``; inside attention ``(batch, heads, time, d_head)``.
 """
 
 from __future__ import annotations
@@ -31,23 +48,35 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import MultiHeadAttention
+from .attention import MultiHeadAttention, scaled_dot_product_attention
 from .heads import OutputLayer, check_cutoffs, output_layer_size
 
 __all__ = [
     "layer_norm",
     "gelu_tanh",
+    "rms_norm",
+    "RMSNorm",
     "sinusoidal_encoding",
+    "rope_tables",
+    "rotate_half",
+    "apply_rope",
     "TransformerConfig",
     "FeedForward",
+    "SwiGLU",
+    "KVCache",
+    "SelfAttention",
     "TransformerBlock",
     "TransformerLM",
     "parameter_counts",
     "model_flops_per_token",
+    "kv_cache_bytes",
     "to_gpt2",
     "from_gpt2",
+    "to_llama",
+    "from_llama",
 ]
 
 
@@ -82,6 +111,37 @@ def gelu_tanh(x: Tensor) -> Tensor:
     return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
 
 
+def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = 1e-6) -> Tensor:
+    """Root-mean-square normalisation from its formula (Zhang & Sennrich 2019), over the last dimension.
+
+    ``y = x / sqrt(mean(x²) + eps) * weight``: layer normalisation without subtracting the mean and
+    without a shift, so each vector is rescaled to a unit root mean square and never recentred
+    (Llama's norm: cheaper, and as good in practice). ``weight`` is the learned gain, ``(d,)``.
+    The mean of squares is taken in float32 whatever the dtype of ``x``, as Llama does, since squares
+    overflow float16 above 256. Equal to ``torch.nn.RMSNorm(d, eps=eps)`` and to ``transformers``'
+    ``LlamaRMSNorm`` on the same gain (notebook 06, and its test). ``(..., d) -> (..., d)``.
+    """
+    y = x.float()
+    y = y * torch.rsqrt(y.pow(2).mean(dim=-1, keepdim=True) + eps)
+    y = y.to(x.dtype)
+    return y if weight is None else weight * y
+
+
+class RMSNorm(nn.Module):
+    """:func:`rms_norm` as a layer with a learned gain (initialised to ones): ``(..., d) -> (..., d)``."""
+
+    def __init__(self, d: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        return rms_norm(x, self.weight, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.numel()}, eps={self.eps}"
+
+
 # --------------------------------------------------------------------------------------------
 # Positions
 # --------------------------------------------------------------------------------------------
@@ -102,6 +162,44 @@ def sinusoidal_encoding(max_len: int, d_model: int) -> Tensor:
     return pe
 
 
+def rope_tables(max_len: int, d_head: int, theta: float = 10000.0) -> tuple[Tensor, Tensor]:
+    """The cosines and sines of rotary position embeddings (RoPE, Su et al. 2021): two ``(max_len, d_head)`` tables.
+
+    RoPE turns the features of a query or key at position ``m`` in pairs, pair ``i`` by the angle
+    ``m · theta^(-2i/d_head)`` (``i = 0 .. d_head/2 - 1``): each pair is a clock turning at its own speed,
+    like :func:`sinusoidal_encoding`'s, but the clock rotates the vector instead of being added to it.
+    Pair ``i`` is features ``i`` and ``i + d_head/2`` (the two halves of the head, the layout of
+    ``transformers``' Llama, so that its weights need no permutation), hence each angle appears twice
+    in a row of the tables. Applied by :func:`apply_rope` (notebook 06).
+    """
+    if max_len < 1 or d_head < 2 or d_head % 2:
+        raise ValueError(f"rope_tables({max_len}, {d_head}): RoPE turns features in pairs, so d_head must be even "
+                         "(and max_len >= 1).")
+    inv_freq = 1.0 / (theta ** (torch.arange(0, d_head, 2, dtype=torch.float32) / d_head))  # (d_head/2,)
+    angles = torch.arange(max_len, dtype=torch.float32)[:, None] * inv_freq  # (max_len, d_head/2)
+    angles = torch.cat([angles, angles], dim=-1)  # feature i and feature i + d_head/2 turn together
+    return angles.cos(), angles.sin()
+
+
+def rotate_half(x: Tensor) -> Tensor:
+    """``(x1, x2) -> (-x2, x1)`` on the two halves of the last dimension: each pair ``(x_i, x_{i+d/2})``
+    turned by a quarter turn. ``(..., d) -> (..., d)``."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([-x2, x1], dim=-1)
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate every feature pair of ``x`` by its position's angle: ``x · cos + rotate_half(x) · sin``.
+
+    For the pair ``(a, b) = (x_i, x_{i+d/2})`` this is ``(a cos θ - b sin θ, b cos θ + a sin θ)``, a
+    rotation by θ. Since rotations compose, the dot product of a query rotated to position ``m`` and a
+    key rotated to position ``n`` depends on ``m - n`` only: attention sees relative positions, and
+    the length of every vector is unchanged. ``x``: ``(batch, heads, time, d_head)``; ``cos``, ``sin``:
+    ``(time, d_head)``, the rows of :func:`rope_tables` for these positions (notebook 06).
+    """
+    return x * cos + rotate_half(x) * sin
+
+
 # --------------------------------------------------------------------------------------------
 # The model
 # --------------------------------------------------------------------------------------------
@@ -109,16 +207,26 @@ def sinusoidal_encoding(max_len: int, d_model: int) -> Tensor:
 class TransformerConfig:
     """The whole :class:`TransformerLM` in one line (nanoGPT's ``GPTConfig``, GPT-2's sizes by other names).
 
-    ``max_context`` is the longest input the model reads (GPT-2's ``n_positions``). ``d_ff`` defaults to
-    ``4 * d_model``. ``dropout`` acts on the embeddings and on each residual branch, ``attn_dropout``
-    on the attention weights. ``positional``: ``"learned"`` (GPT-2, exportable as is), ``"sinusoidal"``
-    (fixed, for teaching; exported as a copy of the table) or ``"none"`` (no position vectors at all,
-    for notebook 04's experiment; exported as a table of zeros). ``causal=False`` removes the causal
-    mask: only to show the bug in notebook 04, never to train a language model. ``norm_first=False``
-    makes every block post-LN (the original Transformer's order, ``LN(x + Attention(x))``) instead of
-    GPT-2's pre-LN, for notebook 04's comparison; it cannot be exported to GPT-2.
-    ``adaptive_cutoffs`` swaps the tied full softmax for an adaptive softmax (as in
-    :class:`llmcourse.rnn.RNNConfig`; needs ``tie_weights=False``, and cannot be exported to GPT-2).
+    ``max_context`` is the longest input the model reads (GPT-2's ``n_positions``). ``d_ff`` is the
+    feed-forward network's hidden size: by default ``4 * d_model`` with GELU, and ``8/3 * d_model``
+    (rounded up to a multiple of 8) with SwiGLU, whose three matrices then hold as many parameters as
+    GELU's two (Llama's choice). ``dropout`` acts on the embeddings and on each residual branch,
+    ``attn_dropout`` on the attention weights. ``positional``: ``"learned"`` (GPT-2, exportable as is),
+    ``"sinusoidal"`` (fixed, for teaching; exported as a copy of the table), ``"none"`` (no position
+    vectors at all, for notebook 04's experiment; exported as a table of zeros) or ``"rope"`` (rotary
+    embeddings of queries and keys, base ``rope_theta``, notebook 06; nothing is added to the
+    embeddings). ``causal=False`` removes the causal mask: only to show the bug in notebook 04, never to
+    train a language model. ``norm_first=False`` makes every block post-LN (the original Transformer's
+    order, ``LN(x + Attention(x))``) instead of GPT-2's pre-LN, for notebook 04's comparison; it cannot be
+    exported. ``adaptive_cutoffs`` swaps the tied full softmax for an adaptive softmax (as in
+    :class:`llmcourse.rnn.RNNConfig`; needs ``tie_weights=False``, and cannot be exported).
+
+    Notebook 06's options: ``norm`` (``"layernorm"`` or ``"rmsnorm"``; its epsilon is
+    ``layer_norm_eps`` either way), ``ffn`` (``"gelu"`` or ``"swiglu"``), ``n_kv_heads`` (grouped-query
+    attention: that many key/value heads, each shared by ``n_heads // n_kv_heads`` query heads; None
+    means ``n_heads``, plain multi-head attention) and ``bias`` (False: no bias in any linear layer, as
+    in Llama; the layer norms keep theirs). :meth:`llama` sets them the Llama way. The defaults are
+    GPT-2's block, exactly.
     """
 
     vocab_size: int
@@ -137,24 +245,64 @@ class TransformerConfig:
     adaptive_cutoffs: tuple[int, ...] | None = None
     adaptive_div_value: float = 4.0
     norm_first: bool = True
+    norm: str = "layernorm"
+    ffn: str = "gelu"
+    n_kv_heads: int | None = None
+    bias: bool = True
+    rope_theta: float = 10000.0
 
     def __post_init__(self) -> None:
+        for name, choices in (("positional", ("learned", "sinusoidal", "none", "rope")),
+                              ("norm", ("layernorm", "rmsnorm")), ("ffn", ("gelu", "swiglu"))):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(map(repr, choices))}.")
         if self.d_ff is None:
-            self.d_ff = 4 * self.d_model
+            # SwiGLU: 8d/3 rounded up to a multiple of 8, so that 3 d d_ff is about GELU's 2 d (4d)
+            self.d_ff = 4 * self.d_model if self.ffn == "gelu" else 8 * math.ceil(self.d_model / 3)
         self.adaptive_cutoffs = check_cutoffs(self.adaptive_cutoffs, self.vocab_size, self.tie_weights)
-        if self.positional not in {"learned", "sinusoidal", "none"}:
-            raise ValueError(f"positional={self.positional!r}: choose 'learned', 'sinusoidal' or 'none'.")
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}: each head gets "
-                             "d_model // n_heads features, so pick n_heads among the divisors of d_model.")
-        if self.positional == "sinusoidal" and self.d_model % 2:
-            raise ValueError(f"Sinusoidal positions pair sines and cosines: d_model={self.d_model} must be even.")
         for name in ("vocab_size", "max_context", "d_model", "n_layers", "n_heads", "d_ff"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}: each head gets "
+                             "d_model // n_heads features, so pick n_heads among the divisors of d_model.")
+        if self.n_kv_heads is not None and (self.n_kv_heads < 1 or self.n_heads % self.n_kv_heads):
+            raise ValueError(f"n_kv_heads={self.n_kv_heads} does not divide n_heads={self.n_heads}: in grouped-query "
+                             "attention each key/value head serves the same number of query heads, so pick "
+                             f"n_kv_heads among the divisors of {self.n_heads} (or None for one per query head).")
+        if self.positional == "sinusoidal" and self.d_model % 2:
+            raise ValueError(f"Sinusoidal positions pair sines and cosines: d_model={self.d_model} must be even.")
+        if self.positional == "rope" and self.d_head % 2:
+            raise ValueError(f"RoPE rotates each head's features in pairs, but d_model // n_heads = {self.d_model} // "
+                             f"{self.n_heads} = {self.d_head} is odd. Pick d_model and n_heads that give an even "
+                             "head size.")
+        if self.positional == "rope" and not (math.isfinite(self.rope_theta) and self.rope_theta > 0):
+            raise ValueError(f"rope_theta, the base of RoPE's angles, must be a positive number (Llama: 10000 or "
+                             f"500000), got {self.rope_theta}.")
         for name in ("dropout", "attn_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}.")
+
+    @property
+    def d_head(self) -> int:
+        """Features per attention head: ``d_model // n_heads``."""
+        return self.d_model // self.n_heads
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads: ``n_kv_heads``, or ``n_heads`` when it is None (no grouping)."""
+        return self.n_heads if self.n_kv_heads is None else self.n_kv_heads
+
+    @classmethod
+    def llama(cls, vocab_size: int, **overrides) -> "TransformerConfig":
+        """A Llama-style model in one line (notebook 06): rotary positions, RMSNorm, SwiGLU, no biases in
+        the linear layers and no dropout (Llama trains without it); every other field as in
+        :class:`TransformerConfig`, and any field can be overridden, e.g.
+        ``TransformerConfig.llama(vocab_size, d_model=128, n_heads=4, n_kv_heads=2)``. Exported with
+        :func:`to_llama` (which refuses the overrides Llama has no counterpart for, such as
+        ``norm_first=False``)."""
+        llama = dict(positional="rope", norm="rmsnorm", ffn="swiglu", bias=False, dropout=0.0, attn_dropout=0.0)
+        return cls(vocab_size, **{**llama, **overrides})
 
 
 class FeedForward(nn.Module):
@@ -164,15 +312,142 @@ class FeedForward(nn.Module):
     ``gelu_new`` = GELU with the tanh approximation, ``c_proj``). ``(..., d_model) → (..., d_model)``.
     """
 
-    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0):
+    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0, bias: bool = True):
         super().__init__()
-        self.fc = nn.Linear(d_model, d_ff)
+        self.fc = nn.Linear(d_model, d_ff, bias=bias)
         self.act = nn.GELU(approximate="tanh")
-        self.proj = nn.Linear(d_ff, d_model)
+        self.proj = nn.Linear(d_ff, d_model, bias=bias)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.drop(self.proj(self.act(self.fc(x))))
+
+
+class SwiGLU(nn.Module):
+    """Llama's gated feed-forward network (Shazeer 2020, "GLU variants improve Transformer").
+
+    ``SwiGLU(x) = W_down (silu(W_gate x) ⊙ W_up x)``, with ``silu(z) = z · sigmoid(z)`` (the swish):
+    one projection to ``d_ff`` features is passed through silu and gates, feature by feature, a second
+    one, and a third projects back to ``d_model``. Three ``nn.Linear`` named as in ``transformers``'
+    ``LlamaMLP`` (``gate_proj``, ``up_proj``, ``down_proj``), without biases in Llama (``bias=False``);
+    dropout on the output as in :class:`FeedForward`. ``(..., d_model) → (..., d_model)`` (notebook 06).
+    """
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0, bias: bool = False):
+        super().__init__()
+        self.gate_proj = nn.Linear(d_model, d_ff, bias=bias)
+        self.up_proj = nn.Linear(d_model, d_ff, bias=bias)
+        self.down_proj = nn.Linear(d_ff, d_model, bias=bias)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.drop(self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x)))
+
+
+class KVCache:
+    """One attention layer's keys and values for every position it has read so far (notebook 06).
+
+    Without a cache, generating a token re-reads the whole sequence, recomputing keys and values that
+    have not changed (in a causal model a position never sees the ones after it). With one, the model
+    reads only the new token: :meth:`update` appends its keys and values ``(batch, kv_heads, new,
+    d_head)`` and returns those of every position so far, ``(batch, kv_heads, length, d_head)``. Keys
+    are kept after their rotation (RoPE), so each is computed once. A model's cache is one of these
+    per layer: :meth:`TransformerLM.new_cache`.
+    """
+
+    def __init__(self) -> None:
+        self.keys: Tensor | None = None
+        self.values: Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        """How many positions the cache holds."""
+        return 0 if self.keys is None else self.keys.size(2)
+
+    @property
+    def nbytes(self) -> int:
+        """The memory the keys and values take (compare :func:`kv_cache_bytes`)."""
+        return 0 if self.keys is None else self.keys.nbytes + self.values.nbytes
+
+    def update(self, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+        """Append the new positions' ``keys`` and ``values`` and return all of them."""
+        if self.keys is not None:
+            keys, values = torch.cat([self.keys, keys], dim=2), torch.cat([self.values, values], dim=2)
+        self.keys, self.values = keys, values
+        return keys, values
+
+    def __repr__(self) -> str:
+        shape = None if self.keys is None else tuple(self.keys.shape)
+        return f"KVCache(length={self.length}, keys={shape})"
+
+
+class SelfAttention(MultiHeadAttention):
+    """A decoder block's self-attention: :class:`llmcourse.attention.MultiHeadAttention` (notebook 03),
+    plus what a modern LLM adds to it (notebook 06).
+
+    * ``rope=(cos, sin)``: the queries and keys are rotated by their positions (:func:`apply_rope`)
+      after the projections, before the scores;
+    * ``n_kv_heads < n_heads``: grouped-query attention (Ainslie et al. 2023): the keys and values have
+      ``n_kv_heads`` heads, each shared by ``n_heads // n_kv_heads`` consecutive query heads, which
+      shrinks the key/value projections and the cache by that factor;
+    * ``cache``: a :class:`KVCache`; the new positions' keys and values are appended to it and the
+      queries attend to all of them.
+
+    With ``n_kv_heads == n_heads`` the q/k/v projection is one fused matrix (GPT-2's ``c_attn``),
+    otherwise three (``q_proj``, ``k_proj``, ``v_proj``, Llama's); the loaders and
+    :meth:`qkv_weight` of :class:`MultiHeadAttention` serve both.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, n_kv_heads: int | None = None, *, dropout: float = 0.0,
+                 bias: bool = True):
+        n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
+        if n_kv_heads < 1 or n_heads % n_kv_heads:
+            raise ValueError(f"n_kv_heads={n_kv_heads} must divide n_heads={n_heads} (each key/value head serves "
+                             "the same number of query heads).")
+        super().__init__(d_model, n_heads, dropout=dropout, bias=bias, fused_qkv=n_kv_heads == n_heads)
+        self.n_kv_heads = n_kv_heads
+        if n_kv_heads != n_heads:  # fewer key/value heads: narrower key and value projections
+            self.k_proj = nn.Linear(d_model, n_kv_heads * self.d_head, bias=bias)
+            self.v_proj = nn.Linear(d_model, n_kv_heads * self.d_head, bias=bias)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", n_kv_heads={self.n_kv_heads}"
+
+    def forward(self, x: Tensor, *, is_causal: bool = True, rope: tuple[Tensor, Tensor] | None = None,
+                cache: KVCache | None = None, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        """``x: (batch, time, d_model)`` → ``(output: (batch, time, d_model), weights)``.
+
+        ``rope``: ``(cos, sin)``, each ``(time, d_head)``, the rotations of these positions. With
+        ``cache`` the queries also see the ``cache.length`` earlier positions, so ``weights`` (None
+        unless ``need_weights``) is ``(batch, heads, time, cache.length + time)``.
+        """
+        if x.dim() != 3 or x.shape[-1] != self.d_model:
+            raise ValueError(f"SelfAttention takes (batch, time, {self.d_model}) hidden states, got {tuple(x.shape)}.")
+        batch, t, _ = x.shape
+        q, k, v = self._project(x, x, x)
+        q = q.unflatten(-1, (self.n_heads, self.d_head)).transpose(1, 2)  # (batch, heads, time, d_head)
+        k = k.unflatten(-1, (self.n_kv_heads, self.d_head)).transpose(1, 2)  # (batch, kv_heads, time, d_head)
+        v = v.unflatten(-1, (self.n_kv_heads, self.d_head)).transpose(1, 2)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if cache is not None:
+            k, v = cache.update(k, v)  # now every position so far: (batch, kv_heads, length, d_head)
+        if self.n_kv_heads != self.n_heads:  # each key/value head serves a group of consecutive query heads
+            groups = self.n_heads // self.n_kv_heads
+            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+        want = need_weights or self.capture
+        out, weights = scaled_dot_product_attention(q, k, v, is_causal=is_causal, need_weights=want,
+                                                    dropout_p=self.dropout if self.training else 0.0)
+        if self.capture:
+            self.last_weights = weights.detach()
+        out = self.out_proj(out.transpose(1, 2).reshape(batch, t, self.d_model))
+        return out, (weights if need_weights else None)
+
+
+def _norm(c: TransformerConfig) -> nn.Module:
+    if c.norm == "layernorm":
+        return nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
+    return RMSNorm(c.d_model, eps=c.layer_norm_eps)
 
 
 class TransformerBlock(nn.Module):
@@ -183,8 +458,11 @@ class TransformerBlock(nn.Module):
     ``config.norm_first=False`` the block is post-LN, as in the original Transformer and BERT:
     ``x = LN1(x + Dropout(Attention(x)))``, then ``x = LN2(x + FFN(x))``, a layer norm on the main path
     after each addition (the same parameters, in another order; notebook 04 measures the difference).
-    The attention is :class:`llmcourse.attention.MultiHeadAttention` with one fused q/k/v projection
-    (GPT-2's ``c_attn``), causal unless ``config.causal`` is False. ``(batch, time, d_model)`` in and out.
+    The attention is :class:`SelfAttention` (a :class:`llmcourse.attention.MultiHeadAttention`) with one
+    fused q/k/v projection (GPT-2's ``c_attn``), causal unless ``config.causal`` is False. With notebook
+    06's options the norms are :class:`RMSNorm`, the feed-forward network is :class:`SwiGLU`, and the
+    attention rotates queries and keys (``rope``) and may group its key/value heads; the order stays
+    Llama's pre-norm. ``(batch, time, d_model)`` in and out; ``cache`` is this layer's :class:`KVCache`.
     """
 
     def __init__(self, config: TransformerConfig):
@@ -192,25 +470,28 @@ class TransformerBlock(nn.Module):
         c = config
         self.causal = c.causal
         self.norm_first = c.norm_first
-        self.ln1 = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
-        self.attn = MultiHeadAttention(c.d_model, c.n_heads, dropout=c.attn_dropout, fused_qkv=True)
+        self.ln1 = _norm(c)
+        self.attn = SelfAttention(c.d_model, c.n_heads, c.kv_heads, dropout=c.attn_dropout, bias=c.bias)
         self.drop = nn.Dropout(c.dropout)
-        self.ln2 = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
-        self.ff = FeedForward(c.d_model, c.d_ff, c.dropout)
+        self.ln2 = _norm(c)
+        if c.ffn == "gelu":
+            self.ff = FeedForward(c.d_model, c.d_ff, c.dropout, bias=c.bias)
+        else:
+            self.ff = SwiGLU(c.d_model, c.d_ff, c.dropout, bias=c.bias)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, *, rope: tuple[Tensor, Tensor] | None = None, cache: KVCache | None = None) -> Tensor:
         if self.norm_first:  # pre-LN (GPT-2): normalise inside each branch, add to an untouched stream
-            attended, _ = self.attn(self.ln1(x), is_causal=self.causal)
+            attended, _ = self.attn(self.ln1(x), is_causal=self.causal, rope=rope, cache=cache)
             x = x + self.drop(attended)
             return x + self.ff(self.ln2(x))
         # post-LN (the original Transformer): normalise the stream itself after each addition
-        attended, _ = self.attn(x, is_causal=self.causal)
+        attended, _ = self.attn(x, is_causal=self.causal, rope=rope, cache=cache)
         x = self.ln1(x + self.drop(attended))
         return self.ln2(x + self.ff(x))
 
 
 class TransformerLM(nn.Module):
-    """A decoder-only (GPT-style) Transformer language model (notebook 04).
+    """A decoder-only (GPT-style) Transformer language model (notebook 04; Llama-style in notebook 06).
 
     ``forward(x)``: ids ``(batch, time)`` with ``time <= config.max_context`` → logits
     ``(batch, time, vocab)``; position ``t``'s logits score the token at ``t + 1`` and depend only on
@@ -221,6 +502,10 @@ class TransformerLM(nn.Module):
     ``max_context`` tells :func:`llmcourse.decoding.generate` how wide a window to slide. With an
     adaptive softmax the output is the final hidden states instead of logits; :meth:`loss_fn` and
     :meth:`log_probs` make the difference invisible to training, perplexity and decoding.
+
+    ``forward(x, cache=cache)`` (notebook 06) reads ``x`` as the positions that follow the
+    ``cache[0].length`` already in ``cache`` (from :meth:`new_cache`), which it extends: generating with
+    it feeds one new token per step instead of the whole sequence. Training never passes a cache.
     """
 
     config_class = TransformerConfig
@@ -234,16 +519,21 @@ class TransformerLM(nn.Module):
             self.pos_embed = nn.Embedding(c.max_context, c.d_model)
         elif c.positional == "sinusoidal":  # a buffer: fixed, saved with the weights, never trained
             self.register_buffer("pos_table", sinusoidal_encoding(c.max_context, c.d_model))
+        elif c.positional == "rope":  # derived from the config: rebuilt with the model, not saved
+            cos, sin = rope_tables(c.max_context, c.d_head, c.rope_theta)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(TransformerBlock(c) for _ in range(c.n_layers))
-        self.ln_f = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
+        self.ln_f = _norm(c)
         self.head = OutputLayer(c.d_model, c.vocab_size, c.adaptive_cutoffs, div_value=c.adaptive_div_value,
                                 bias=False)
         self.apply(self._init_module)
         # GPT-2's scheme: the projections that write into the residual stream start smaller, by
         # 1/sqrt(2 * n_layers), so that the sum of 2 * n_layers branches keeps a unit scale.
         for block in self.blocks:
-            for proj in (block.attn.out_proj, block.ff.proj):
+            ff_out = block.ff.down_proj if isinstance(block.ff, SwiGLU) else block.ff.proj
+            for proj in (block.attn.out_proj, ff_out):
                 nn.init.normal_(proj.weight, std=c.init_std / math.sqrt(2 * c.n_layers))
         if c.tie_weights:
             self.head.linear.weight = self.tok_embed.weight  # one (vocab, d_model) matrix, in and out
@@ -258,34 +548,69 @@ class TransformerLM(nn.Module):
     def max_context(self) -> int:
         return self.config.max_context
 
-    def positions(self, t: int, device: torch.device | None = None) -> Tensor:
-        """The position vectors added to the first ``t`` token embeddings: ``(t, d_model)``."""
+    def positions(self, t: int, device: torch.device | None = None, start: int = 0) -> Tensor:
+        """The position vectors added to the token embeddings of positions ``start .. start + t - 1``:
+        ``(t, d_model)`` (zeros with RoPE, which rotates queries and keys instead)."""
         if self.config.positional == "learned":
-            return self.pos_embed(torch.arange(t, device=device or self.pos_embed.weight.device))
-        if self.config.positional == "none":  # no order information added: zeros
+            return self.pos_embed(torch.arange(start, start + t, device=device or self.pos_embed.weight.device))
+        if self.config.positional in ("none", "rope"):  # no order information added: zeros
             return torch.zeros(t, self.config.d_model, device=device or self.tok_embed.weight.device)
-        return self.pos_table[:t]
+        return self.pos_table[start : start + t]
 
-    def hidden_states(self, x: Tensor) -> Tensor:
-        """The final (layer-normed) hidden states ``(batch, time, d_model)`` before the output layer."""
+    def new_cache(self) -> list[KVCache]:
+        """An empty key-value cache for :meth:`forward`: one :class:`KVCache` per layer (notebook 06)."""
+        return [KVCache() for _ in self.blocks]
+
+    def _check_cache(self, cache: list[KVCache], x: Tensor) -> int:
+        """Where the new ids start: the number of positions in ``cache``, after checking it fits ``x``."""
+        if not self.config.causal:
+            raise ValueError("A key-value cache needs a causal model: without the mask, earlier positions would "
+                             "see each new token, so their cached keys and values would go stale.")
+        if len(cache) != len(self.blocks) or not all(isinstance(layer, KVCache) for layer in cache):
+            raise ValueError(f"cache must hold one KVCache per layer ({len(self.blocks)}); make it with "
+                             "model.new_cache().")
+        start = cache[0].length
+        if start and cache[0].keys.size(0) != x.size(0):
+            raise ValueError(f"The cache holds {cache[0].keys.size(0)} rows but the input has {x.size(0)}: feed the "
+                             "same batch at every step, or start a new cache with model.new_cache().")
+        t, limit = x.size(1), self.config.max_context
+        if start + t > limit:
+            raise ValueError(f"The cache holds {start} positions and the input adds {t}: {start + t} is more than "
+                             f"this model's max_context={limit} (it has no position beyond). Generate fewer "
+                             "tokens, or generate without the cache (llmcourse.decoding.generate with "
+                             f"use_cache=False), which slides a window over the last {limit} ids.")
+        return start
+
+    def hidden_states(self, x: Tensor, cache: list[KVCache] | None = None) -> Tensor:
+        """The final (layer-normed) hidden states ``(batch, time, d_model)`` before the output layer;
+        ``cache`` as in :meth:`forward`."""
         if x.dim() != 2:
             raise ValueError(f"TransformerLM expects ids of shape (batch, time), got {tuple(x.shape)}; "
                              "add a batch dimension with x.unsqueeze(0).")
         t = x.size(1)
+        if t == 0:
+            raise ValueError("The input is empty: give at least one id per row.")
+        start = 0 if cache is None else self._check_cache(cache, x)
         if t > self.config.max_context:
             raise ValueError(f"The input has {t} positions but this model was built for at most max_context="
                              f"{self.config.max_context} (it has no position vector beyond). Feed the last "
                              f"{self.config.max_context} ids, x[:, -{self.config.max_context}:] (which is what "
                              "llmcourse.decoding.generate does), or build a model with a larger max_context.")
-        if t == 0:
-            raise ValueError("The input is empty: give at least one id per row.")
-        h = self.drop(self.tok_embed(x) + self.positions(t, x.device))
-        for block in self.blocks:
-            h = block(h)
+        h = self.drop(self.tok_embed(x) + self.positions(t, x.device, start))
+        rope = None
+        if self.config.positional == "rope":
+            rope = (self.rope_cos[start : start + t], self.rope_sin[start : start + t])
+        for i, block in enumerate(self.blocks):
+            h = block(h, rope=rope, cache=None if cache is None else cache[i])
         return self.ln_f(h)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.hidden_states(x))
+    def forward(self, x: Tensor, cache: list[KVCache] | None = None) -> Tensor:
+        """Ids ``(batch, time)`` → logits ``(batch, time, vocab)`` (hidden states with an adaptive softmax).
+
+        With ``cache`` (from :meth:`new_cache`), ``x`` holds the positions that follow those already in
+        the cache, which this call extends by ``time`` positions (notebook 06).
+        """
+        return self.head(self.hidden_states(x, cache))
 
     def loss_fn(self, output: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """Summed negative log-likelihood of ``y`` ``(batch, time)`` (-100 ignored) and the token count."""
@@ -312,14 +637,20 @@ class TransformerLM(nn.Module):
 def parameter_counts(config: TransformerConfig) -> dict[str, int]:
     """Parameters of each part of a :class:`TransformerLM`, from the formula (notebook 04 checks it
     against the model): per block ``4 d² + 4 d`` in attention, ``2 d d_ff + d_ff + d`` in the
-    feed-forward network and ``4 d`` in the two layer norms."""
+    feed-forward network and ``4 d`` in the two layer norms. With notebook 06's options: the key and
+    value projections are ``d × kv_heads · d_head`` each, SwiGLU has three ``d × d_ff`` matrices, an
+    RMSNorm has a gain and no shift, and ``bias=False`` drops the linear layers' biases."""
     d, f, v = config.d_model, config.d_ff, config.vocab_size
+    kv, b = config.kv_heads * config.d_head, int(config.bias)
+    attention = 2 * d * d + 2 * d * kv + b * (2 * d + 2 * kv)  # q and out: d x d; k and v: d x kv
+    ffn = 2 * d * f + b * (f + d) if config.ffn == "gelu" else 3 * d * f + b * (2 * f + d)
+    norm = 2 * d if config.norm == "layernorm" else d
     counts = {
         "token embedding": v * d,
         "position embedding": config.max_context * d if config.positional == "learned" else 0,
-        "attention (all blocks)": config.n_layers * (4 * d * d + 4 * d),
-        "feed-forward (all blocks)": config.n_layers * (2 * d * f + f + d),
-        "layer norms": config.n_layers * 4 * d + 2 * d,
+        "attention (all blocks)": config.n_layers * attention,
+        "feed-forward (all blocks)": config.n_layers * ffn,
+        "layer norms": (2 * config.n_layers + 1) * norm,
         "output layer": 0 if config.tie_weights else output_layer_size(d, v, config.adaptive_cutoffs,
                                                                          config.adaptive_div_value, bias=False),
     }
@@ -333,12 +664,26 @@ def model_flops_per_token(config: TransformerConfig, seq_len: int | None = None)
     ``weights · v`` products, halved since the mask leaves half of them). PaLM's appendix B counts
     ``12 · n_layers · seq_len · d_model`` without the causal halving; we report the causal count.
     An adaptive softmax is counted as if every token went through every tail cluster (an upper bound:
-    training computes a tail only for the tokens of that cluster)."""
+    training computes a tail only for the tokens of that cluster). The weights per block are
+    ``4 d² + 2 d d_ff`` for GPT-2's block; grouped-query attention and SwiGLU change them as in
+    :func:`parameter_counts`."""
     t = seq_len or config.max_context
-    d = config.d_model
-    n_matmul = config.n_layers * (4 * d * d + 2 * d * config.d_ff) + output_layer_size(
+    d, kv = config.d_model, config.kv_heads * config.d_head
+    ffn = (2 if config.ffn == "gelu" else 3) * d * config.d_ff
+    n_matmul = config.n_layers * (2 * d * d + 2 * d * kv + ffn) + output_layer_size(
         d, config.vocab_size, config.adaptive_cutoffs, config.adaptive_div_value, bias=False)
     return 6.0 * n_matmul + 6.0 * config.n_layers * t * d
+
+
+def kv_cache_bytes(config: TransformerConfig, batch: int, seq_len: int, dtype: torch.dtype = torch.float32) -> int:
+    """The memory of a full key-value cache, from the config (notebook 06):
+    ``2 × n_layers × kv_heads × d_head × seq_len × batch × bytes per number`` (keys and values, every
+    layer, every position of every row). It grows linearly with the context, and grouped-query
+    attention divides it by ``n_heads // n_kv_heads``."""
+    if batch < 1 or seq_len < 0:
+        raise ValueError(f"kv_cache_bytes: batch must be >= 1 and seq_len >= 0, got batch={batch}, seq_len={seq_len}.")
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    return 2 * config.n_layers * config.kv_heads * config.d_head * seq_len * batch * itemsize
 
 
 # --------------------------------------------------------------------------------------------
@@ -367,6 +712,8 @@ def to_gpt2(model: TransformerLM, **config_overrides):
     whose weight is ``(in, out)``: the transpose of ``nn.Linear``'s ``(out, in)``. Sinusoidal positions
     are copied into GPT-2's learned position table (the same function, now trainable); a model without
     positions gets a table of zeros. GPT-2 is pre-LN: a post-LN model (``norm_first=False``) is refused.
+    A model without biases (``bias=False``) gets zero biases. Notebook 06's Llama options have no
+    counterpart in GPT-2 and are refused (export such a model with :func:`to_llama`).
     Save with ``.save_pretrained(folder)``; load with ``GPT2LMHeadModel.from_pretrained(folder)``.
     """
     from transformers import GPT2LMHeadModel
@@ -374,6 +721,16 @@ def to_gpt2(model: TransformerLM, **config_overrides):
     c = model.config
     if not c.causal:
         raise ValueError("GPT-2 is always causal: export a model built with causal=True.")
+    unlike_gpt2 = [f"{name}={getattr(c, name)!r}" for name, gpt2 in (("norm", "layernorm"), ("ffn", "gelu"))
+                   if getattr(c, name) != gpt2]
+    if c.positional == "rope":
+        unlike_gpt2.insert(0, "positional='rope'")
+    if c.kv_heads != c.n_heads:
+        unlike_gpt2.append(f"n_kv_heads={c.n_kv_heads}")
+    if unlike_gpt2:
+        raise ValueError(f"This model has options GPT-2's block does not have ({', '.join(unlike_gpt2)}): GPT-2 "
+                         "adds learned positions, normalises with LayerNorm, uses a GELU feed-forward network and "
+                         "one key/value head per query head. Export it with to_llama instead.")
     if not c.norm_first:
         raise ValueError("This model is post-LN (norm_first=False): each block normalises after its addition, "
                          "LN(x + Attention(x)). GPT-2's blocks are pre-LN, x + Attention(LN(x)), so the same "
@@ -393,7 +750,10 @@ def to_gpt2(model: TransformerLM, **config_overrides):
                  (theirs.mlp.c_fc, ours.ff.fc.weight, ours.ff.fc.bias), (theirs.mlp.c_proj, ours.ff.proj.weight, ours.ff.proj.bias)]
         for conv1d, weight, bias in pairs:
             conv1d.weight.copy_(weight.T)  # Conv1D: (in, out) = nn.Linear's weight transposed
-            conv1d.bias.copy_(bias)
+            if bias is None:  # bias=False: GPT-2's Conv1D always has one, and zero adds nothing
+                conv1d.bias.zero_()
+            else:
+                conv1d.bias.copy_(bias)
         _copy_layer_norm(theirs.ln_1, ours.ln1)
         _copy_layer_norm(theirs.ln_2, ours.ln2)
     _copy_layer_norm(t.ln_f, model.ln_f)
@@ -439,3 +799,136 @@ def from_gpt2(hf_model) -> TransformerLM:
     if not config.tie_weights:
         model.head.linear.weight.copy_(hf_model.lm_head.weight)
     return model.to(t.wte.weight.device).eval()
+
+
+# --------------------------------------------------------------------------------------------
+# Into the ecosystem: LlamaForCausalLM (notebook 06)
+# --------------------------------------------------------------------------------------------
+def _llama_config(config: TransformerConfig, **overrides):
+    from transformers import LlamaConfig
+
+    kwargs = dict(vocab_size=config.vocab_size, hidden_size=config.d_model, intermediate_size=config.d_ff,
+                  num_hidden_layers=config.n_layers, num_attention_heads=config.n_heads,
+                  num_key_value_heads=config.kv_heads, head_dim=config.d_head, hidden_act="silu",
+                  max_position_embeddings=config.max_context, initializer_range=config.init_std,
+                  rms_norm_eps=config.layer_norm_eps, tie_word_embeddings=config.tie_weights,
+                  rope_parameters={"rope_type": "default", "rope_theta": float(config.rope_theta)},
+                  attention_bias=config.bias, mlp_bias=config.bias, attention_dropout=config.attn_dropout,
+                  bos_token_id=None, eos_token_id=None, pad_token_id=None)
+    kwargs.update(overrides)
+    return LlamaConfig(**kwargs)
+
+
+def _check_llama_export(c: TransformerConfig) -> None:
+    """Refuse, with the reason, a model whose computation a LlamaForCausalLM cannot reproduce."""
+    if not c.causal:
+        raise ValueError("Llama is always causal: export a model built with causal=True.")
+    if not c.norm_first:
+        raise ValueError("This model is post-norm (norm_first=False): LN(x + Attention(x)). Llama's blocks are "
+                         "pre-norm, x + Attention(RMSNorm(x)), so the same weights would compute something else "
+                         "there. Export a pre-norm model (norm_first=True).")
+    if c.adaptive_cutoffs is not None:
+        raise ValueError("This model has an adaptive softmax (adaptive_cutoffs is set); Llama's output layer is one "
+                         "full softmax over the vocabulary. Export a model with adaptive_cutoffs=None.")
+    unlike_llama = [f"{name}={getattr(c, name)!r} (Llama: {llama!r})"
+                    for name, llama in (("positional", "rope"), ("norm", "rmsnorm"), ("ffn", "swiglu"))
+                    if getattr(c, name) != llama]
+    if unlike_llama:
+        raise ValueError(f"This model is not built like Llama: {', '.join(unlike_llama)}. Llama rotates queries and "
+                         "keys (no position table), normalises with RMSNorm and uses a SwiGLU feed-forward network. "
+                         "Build the model with TransformerConfig.llama(vocab_size, ...), or export a GPT-2-style "
+                         "model with to_gpt2.")
+
+
+@torch.no_grad()
+def to_llama(model: TransformerLM, **config_overrides):
+    """A ``transformers.LlamaForCausalLM`` computing exactly what ``model`` computes (eval mode; notebook 06).
+
+    The model must be built the Llama way (:meth:`TransformerConfig.llama`: ``positional="rope"``,
+    ``norm="rmsnorm"``, ``ffn="swiglu"``, pre-norm, causal, a full softmax); anything else is refused
+    with the reason. The configuration maps one for one (``d_model`` → ``hidden_size``, ``d_ff`` →
+    ``intermediate_size``, ``n_kv_heads`` → ``num_key_value_heads``, ``max_context`` →
+    ``max_position_embeddings``, ``rope_theta`` → ``rope_parameters["rope_theta"]``, ``bias`` →
+    ``attention_bias`` and ``mlp_bias``); ``config_overrides`` set other ``LlamaConfig`` fields, such as
+    ``eos_token_id``. The weights are copies, since both keep ``nn.Linear`` layouts and RoPE's
+    two-halves pairing: q/k/v (split from a fused projection) → ``q_proj``/``k_proj``/``v_proj``,
+    ``out_proj`` → ``o_proj``, the SwiGLU matrices by their names, ``ln1``/``ln2``/``ln_f`` →
+    ``input_layernorm``/``post_attention_layernorm``/``norm``. Llama has no dropout on its residual
+    branches: ``dropout`` is not exported. Save with ``.save_pretrained(folder)``.
+    """
+    from transformers import LlamaForCausalLM
+
+    c = model.config
+    _check_llama_export(c)
+    hf = LlamaForCausalLM(_llama_config(c, **config_overrides))
+    hf.eval()
+    m = hf.model
+    m.embed_tokens.weight.copy_(model.tok_embed.weight)
+    sizes = [c.d_model, c.kv_heads * c.d_head, c.kv_heads * c.d_head]  # rows of q, k and v
+    for ours, theirs in zip(model.blocks, m.layers):
+        weight, bias = ours.attn.qkv_weight()
+        a = theirs.self_attn
+        for proj, w, b in zip((a.q_proj, a.k_proj, a.v_proj), weight.split(sizes),
+                              [None] * 3 if bias is None else bias.split(sizes)):
+            _copy_linear(proj, w, b)
+        _copy_linear(a.o_proj, ours.attn.out_proj.weight, ours.attn.out_proj.bias)
+        for name in ("gate_proj", "up_proj", "down_proj"):
+            src = getattr(ours.ff, name)
+            _copy_linear(getattr(theirs.mlp, name), src.weight, src.bias)
+        theirs.input_layernorm.weight.copy_(ours.ln1.weight)
+        theirs.post_attention_layernorm.weight.copy_(ours.ln2.weight)
+    m.norm.weight.copy_(model.ln_f.weight)
+    if not c.tie_weights:
+        hf.lm_head.weight.copy_(model.head.linear.weight)
+    return hf.to(model.tok_embed.weight.device)
+
+
+def _copy_linear(dst: nn.Linear, weight: Tensor, bias: Tensor | None) -> None:
+    dst.weight.copy_(weight)
+    if bias is not None:
+        dst.bias.copy_(bias)
+
+
+@torch.no_grad()
+def from_llama(hf_model) -> TransformerLM:
+    """A :class:`TransformerLM` with the weights of a ``transformers.LlamaForCausalLM`` (the inverse of
+    :func:`to_llama`; notebook 06). Only what the course's model can compute is accepted: silu, the
+    original RoPE (``rope_type="default"``), ``head_dim = hidden_size / num_attention_heads``, and
+    biases either everywhere or nowhere."""
+    hc = hf_model.config
+    if hc.hidden_act != "silu":
+        raise ValueError(f"hidden_act={hc.hidden_act!r}: the course's SwiGLU uses silu, Llama's default.")
+    rope = hc.rope_parameters or {}
+    if rope.get("rope_type", "default") != "default":
+        raise ValueError(f"rope_type={rope.get('rope_type')!r}: only the original RoPE ('default') is built here; "
+                         "scaled variants (linear, dynamic, yarn, llama3) change the angles.")
+    if hc.head_dim * hc.num_attention_heads != hc.hidden_size:
+        raise ValueError(f"head_dim={hc.head_dim} with {hc.num_attention_heads} heads is not hidden_size="
+                         f"{hc.hidden_size}: TransformerLM's heads split d_model evenly.")
+    if hc.attention_bias != hc.mlp_bias:
+        raise ValueError("attention_bias and mlp_bias differ; TransformerConfig has one bias switch for all its "
+                         "linear layers.")
+    kv = hc.num_key_value_heads
+    config = TransformerConfig.llama(
+        hc.vocab_size, max_context=hc.max_position_embeddings, d_model=hc.hidden_size, n_layers=hc.num_hidden_layers,
+        n_heads=hc.num_attention_heads, n_kv_heads=None if kv == hc.num_attention_heads else kv,
+        d_ff=hc.intermediate_size, attn_dropout=float(hc.attention_dropout), layer_norm_eps=hc.rms_norm_eps,
+        init_std=hc.initializer_range, tie_weights=bool(hc.tie_word_embeddings),
+        rope_theta=float(rope.get("rope_theta", 10000.0)), bias=bool(hc.attention_bias))
+    model = TransformerLM(config)
+    m = hf_model.model
+    model.tok_embed.weight.copy_(m.embed_tokens.weight)
+    for ours, theirs in zip(model.blocks, m.layers):
+        a = theirs.self_attn
+        ours.attn.load_qkv([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight],
+                           None if a.q_proj.bias is None else [a.q_proj.bias, a.k_proj.bias, a.v_proj.bias])
+        ours.attn.load_out(a.o_proj.weight, a.o_proj.bias)
+        for name in ("gate_proj", "up_proj", "down_proj"):
+            src = getattr(theirs.mlp, name)
+            _copy_linear(getattr(ours.ff, name), src.weight, src.bias)
+        ours.ln1.weight.copy_(theirs.input_layernorm.weight)
+        ours.ln2.weight.copy_(theirs.post_attention_layernorm.weight)
+    model.ln_f.weight.copy_(m.norm.weight)
+    if not config.tie_weights:
+        model.head.linear.weight.copy_(hf_model.lm_head.weight)
+    return model.to(m.embed_tokens.weight.device).eval()
