@@ -1,5 +1,6 @@
 """One recipe shape for every model the course trains: the LSTM (notebook 02), the Transformer
-(notebook 04) and BERT fine-tuning (notebook 05).
+(notebook 04), BERT fine-tuning (notebook 05), and the Transformer on BPE tokens with GPT-2's block
+or Llama's (notebook 06).
 
 A :class:`Recipe` holds the model's config, the training config, the batch shape and the data
 slice, and builds what a notebook or a benchmark needs with the same calls::
@@ -37,7 +38,7 @@ from .transformer import TransformerConfig, TransformerLM
 __all__ = ["KINDS", "MODELS", "RACE_SECONDS", "ClassifierConfig", "Recipe", "recipe_kind", "recipe_for"]
 
 KINDS = ("quick", "cpu", "gpu", "gpu-fp16")
-MODELS = ("lstm", "transformer", "bert")
+MODELS = ("lstm", "transformer", "bert", "gpt-bpe", "llama-bpe")
 # The race's clock: both language models train this many seconds on the learner's device.
 RACE_SECONDS = {"cpu": 600.0, "gpu": 600.0, "gpu-fp16": 600.0}
 
@@ -159,8 +160,9 @@ def recipe_kind(device: torch.device | str | None = None) -> str:
 
 def recipe_for(name: str, kind: str | None = None, *, vocab_size: int = 33_278,
                device: torch.device | str | None = None) -> Recipe:
-    """The course's recipe for ``name`` (``"lstm"``, ``"transformer"`` or ``"bert"``) of ``kind``
-    (default: :func:`recipe_kind` for ``device``). ``vocab_size`` is the language models' vocabulary."""
+    """The course's recipe for ``name`` (one of :data:`MODELS`) of ``kind`` (default: :func:`recipe_kind`
+    for ``device``). ``vocab_size`` is the language models' vocabulary: WikiText-2's 33,278 words, or
+    the BPE tokenizer's size for ``"gpt-bpe"`` and ``"llama-bpe"``."""
     if name not in MODELS:
         raise ValueError(f"name={name!r}: choose one of {', '.join(map(repr, MODELS))}.")
     kind = kind or recipe_kind(device)
@@ -249,4 +251,29 @@ def _bert(kind: str, vocab_size: int) -> Recipe:
                   note=notes[kind])
 
 
-_RECIPES = {"lstm": _lstm, "transformer": _transformer, "bert": _bert}
+def _bpe(block: str):
+    """Notebook 06's Transformer on BPE tokens: notebook 04's sizes and training (the race's clock), with
+    a tied full softmax over the BPE vocabulary (small enough not to need an adaptive one, and what
+    ``to_gpt2`` / ``to_llama`` export). ``block``: ``"gpt"`` (GPT-2's: learned positions, LayerNorm, GELU)
+    or ``"llama"`` (rotary positions, RMSNorm, SwiGLU whose hidden size keeps the parameter count)."""
+
+    def recipe(kind: str, vocab_size: int) -> Recipe:
+        base = _transformer(kind, 33_278)  # its sizes and training; the output layer is replaced below
+        c = base.model_config
+        sizes = dict(max_context=c.max_context, d_model=c.d_model, n_layers=c.n_layers, n_heads=c.n_heads,
+                     dropout=c.dropout, attn_dropout=c.attn_dropout, tie_weights=True)
+        if block == "llama":  # SwiGLU's d_ff defaults to 8/3 d_model: three matrices with GPT-2's two's weights
+            config = TransformerConfig.llama(vocab_size, **sizes)
+            what = "Llama's block (RoPE, RMSNorm, SwiGLU)"
+        else:
+            config = TransformerConfig(vocab_size, **sizes)
+            what = "GPT-2's block"
+        note = base.note.replace("the LSTM's adaptive softmax", "a tied softmax")
+        return dataclasses.replace(base, name=f"{block}-bpe", model_config=config,
+                                   note=f"{note}; BPE tokens ({vocab_size:,}); {what}")
+
+    return recipe
+
+
+_RECIPES = {"lstm": _lstm, "transformer": _transformer, "bert": _bert, "gpt-bpe": _bpe("gpt"),
+            "llama-bpe": _bpe("llama")}
