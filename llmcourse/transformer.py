@@ -53,6 +53,7 @@ from torch import Tensor, nn
 
 from .attention import MultiHeadAttention, scaled_dot_product_attention
 from .heads import OutputLayer, check_cutoffs, output_layer_size
+from .text import check_token_ids
 
 __all__ = [
     "layer_norm",
@@ -590,6 +591,7 @@ class TransformerLM(nn.Module):
         t = x.size(1)
         if t == 0:
             raise ValueError("The input is empty: give at least one id per row.")
+        check_token_ids(x, self.config.vocab_size, "TransformerLM")
         start = 0 if cache is None else self._check_cache(cache, x)
         if t > self.config.max_context:
             raise ValueError(f"The input has {t} positions but this model was built for at most max_context="

@@ -265,3 +265,11 @@ def test_flops_per_token():
     assert model_flops_per_token(adaptive) == 6 * (n - 1000 * 32 + head) + 6 * 2 * 64 * 32
     assert parameter_counts(adaptive)["output layer"] == head
     assert parameter_counts(adaptive)["total"] == TransformerLM(adaptive).num_parameters()
+
+
+def test_transformer_lm_names_ids_outside_its_vocabulary():
+    model = TransformerLM(TransformerConfig(10, max_context=8, d_model=8, n_layers=1, n_heads=2))
+    with pytest.raises(ValueError, match=r"TransformerLM got token id 10, outside the model's vocabulary \(0 to 9\)"):
+        model(torch.full((1, 4), 10))
+    with pytest.raises(TypeError, match=r"integer token ids \(torch.long\); got dtype torch.float32"):
+        model(torch.zeros(1, 4))
