@@ -56,6 +56,7 @@ __all__ = [
     "train",
     "evaluate",
     "evaluate_perplexity",
+    "stream_nll",
     "lr_at",
     "lr_at_fraction",
     "save_checkpoint",
@@ -337,6 +338,21 @@ def evaluate_perplexity(model: nn.Module, data: Iterable, **kwargs) -> float:
     of tokens — exact, not an average of per-batch averages (which over-weights a short last batch)."""
     loss, _ = evaluate(model, data, **kwargs)
     return math.exp(loss)
+
+
+def stream_nll(model: nn.Module, ids: Tensor, seq_len: int, *, batch_size: int = 32, **kwargs) -> tuple[float, int]:
+    """The total negative log-likelihood (nats) a stateless model gives a whole stream of ids ``(n,)``,
+    read in consecutive windows of ``seq_len`` with every token after the first scored once (the last
+    window padded: :class:`~llmcourse.data.LMWindowDataset` with ``pad_last=True``), and the number of
+    tokens scored, ``n - 1``. Divided by a word count, it gives the per-word perplexity of notebook 06
+    (:func:`llmcourse.lm.per_word_perplexity`). Keyword arguments go to :func:`evaluate`."""
+    from torch.utils.data import DataLoader
+
+    from .data import LMWindowDataset
+
+    loader = DataLoader(LMWindowDataset(ids, seq_len, pad_last=True), batch_size=batch_size)
+    mean, count = evaluate(model, loader, **kwargs)
+    return mean * count, count
 
 
 def _optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:

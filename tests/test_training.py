@@ -286,3 +286,19 @@ def test_per_word_perplexity():
             per_word_perplexity(bad, 4)
     with pytest.raises(ValueError, match="n_words=0"):
         per_word_perplexity(1.0, 0)
+
+
+def test_stream_nll_scores_every_token_after_the_first_and_gives_the_per_word_perplexity():
+    from llmcourse.lm import per_word_perplexity
+    from llmcourse.training import stream_nll
+
+    torch.manual_seed(0)
+    model = BigramLM(BigramConfig(vocab_size=20, d_model=8)).eval()
+    ids = torch.randint(0, 20, (103,))  # 102 targets: 12 windows of 8 and a padded one of 6
+    total, count = stream_nll(model, ids, 8, batch_size=5)
+    assert count == 102
+    with torch.no_grad():  # a bigram's score of each token depends on the previous one only
+        expected = -torch.log_softmax(model(ids[None, :-1])[0], dim=-1).gather(1, ids[1:, None]).sum()
+    assert total == pytest.approx(float(expected), rel=1e-5)
+    # word-level tokens: per word is per token
+    assert per_word_perplexity(total, count) == pytest.approx(math.exp(float(expected) / 102), rel=1e-5)
