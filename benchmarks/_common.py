@@ -81,10 +81,11 @@ def _plain(config) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(config).items()}
 
 
-def train_lm(recipe: Recipe, ids: dict, device: torch.device, seed: int = 0) -> dict:
+def train_lm(recipe: Recipe, ids: dict, device: torch.device, seed: int = 0, return_model: bool = False):
     """Train ``recipe``'s model on WikiText-2's ``ids`` and score it on the whole validation and test
     sets; the figures of one entry of a race (budget, seconds trained, tokens, tokens/s, perplexities,
-    the validation curve against seconds, MFU for a Transformer)."""
+    the validation curve against seconds, MFU for a Transformer), and the trained model with
+    ``return_model=True``."""
     seed_everything(seed)
     loaders = recipe.loaders(ids, seed=seed)
     model = recipe.model()
@@ -133,4 +134,4 @@ def train_lm(recipe: Recipe, ids: dict, device: torch.device, seed: int = 0) -> 
                     "mfu": None if peak is None else round(steady * flops / peak, 4),
                     "mfu_note": ("against the GPU's dense peak" if device.type == "cuda" else
                                  "against an ESTIMATED fp32 CPU peak (not comparable with GPU MFU)")}
-    return figures
+    return (figures, model) if return_model else figures

@@ -64,3 +64,16 @@ def test_a_quick_race_trains_both_models_and_saves_its_figures(tmp_path, shared_
         assert r["steps"] == 40 and r["train_tokens"] > 0 and r["test_ppl"] > 1
         assert [p["step"] for p in r["valid_curve"]] == [20, 40] and r["valid_curve"][-1]["seconds"] > 0
     assert saved["models"]["transformer"]["mfu"] > 0
+
+
+def test_a_quick_block_race_scores_both_blocks_per_word(tmp_path, shared_data, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import blocks
+
+    out = tmp_path / "blocks.json"
+    result = blocks.main(["--kind", "quick", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved == json.loads(json.dumps(result)) and saved["bpe_vocab_size"] == 1_000
+    assert set(saved["models"]) == {"gpt-bpe", "llama-bpe"}
+    for r in saved["models"].values():
+        assert r["steps"] == 40 and r["valid_ppl_per_word"] > r["valid_ppl"] > 1  # a word is > 1 token
