@@ -38,7 +38,7 @@ from torch.utils.data import Dataset
 
 from .config import any_set, cache_dir, data_dir
 from .files import atomic_write
-from .text import Vocab, build_vocab_from_iterator
+from .text import Vocab, build_vocab_from_iterator, check_token_ids
 
 __all__ = [
     "DataError",
@@ -442,9 +442,7 @@ def _check_stream(ids: Any, who: str) -> None:
                         "numericalize(token_lists, vocab) or torch.tensor(ids, dtype=torch.long).")
     if ids.dim() != 1:
         raise ValueError(f"{who} expects a 1-D stream of ids, got shape {tuple(ids.shape)}.")
-    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
-        raise TypeError(f"{who} expects integer token ids (torch.long), got dtype {ids.dtype}: ids are indices "
-                        "into the vocabulary, not numbers to compute with.")
+    check_token_ids(ids, None, who)  # integers, none negative (the vocabulary's size is not known here)
 
 
 def _check_positive(who: str, **values: Any) -> None:

@@ -297,7 +297,7 @@ def test_streams_and_windows_refuse_what_would_go_wrong_silently():
         tokenize_lines("the cat sat")
     with pytest.raises(TypeError, match="expects a tensor of token ids, got list"):
         batchify(list(range(100)), 4)
-    with pytest.raises(TypeError, match=r"integer token ids \(torch.long\), got dtype torch.float32"):
+    with pytest.raises(TypeError, match=r"batchify takes integer token ids \(torch.long\); got dtype torch.float32"):
         batchify(stream.float(), 4)
     for bad in (0, -2, 2.5):
         with pytest.raises(ValueError, match=f"batch_size={bad}: give a whole number"):
