@@ -19,7 +19,8 @@ from torch import Tensor
 from .training import History
 
 __all__ = ["plot_history", "plot_race", "plot_zipf", "plot_attention", "plot_confusion_matrix", "plot_vocab_tradeoff",
-           "plot_kv_cache"]
+           "plot_kv_cache", "plot_scaling", "plot_compute_optimal",
+           "plot_ability"]
 
 
 def plot_history(history: History | Mapping, title: str | None = None, x: str = "auto"):
@@ -188,5 +189,84 @@ def plot_kv_cache(lengths: Sequence[int], seconds_without: Sequence[float], seco
         axes[2].set(xlabel="tokens in the cache", ylabel="MiB", title="the cache's memory")
     for ax in axes:
         ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_scaling(rows: Sequence[Mapping], law_n=None, law_c=None, frontier: Sequence[int] | None = None,
+                 title: str = "the scaling sweep"):
+    """Notebook 07: validation loss against non-embedding parameters (one line per token budget) and
+    against training compute (one line per size), on log axes, with the fitted power laws
+    (:class:`llmcourse.scaling.PowerLaw`: ``law_n`` on the largest budget, ``law_c`` on the compute
+    frontier, whose runs ``frontier`` indexes) and their exponents in the legend."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4))
+    budgets = sorted({r["budget"] for r in rows})
+    sizes = list(dict.fromkeys(r["size"] for r in rows))
+    colours = plt.cm.viridis(np.linspace(0.1, 0.85, max(len(budgets), len(sizes))))
+    for colour, budget in zip(colours, budgets):
+        runs = sorted((r for r in rows if r["budget"] == budget), key=lambda r: r["params"])
+        left.plot([r["params"] for r in runs], [r["valid_loss"] for r in runs], "o-", color=colour,
+                  label=f"{budget:,} tokens")
+    if law_n is not None:
+        n = np.geomspace(min(r["params"] for r in rows) / 1.5, max(r["params"] for r in rows) * 1.5, 100)
+        left.plot(n, law_n(n), "k--", lw=1, label=f"fit: {law_n.e:.2f} + A N^-{law_n.alpha:.2f}")
+    left.set(xscale="log", yscale="log", xlabel="non-embedding parameters N", ylabel="validation loss (nats per token)",
+             title="loss against size")
+    for colour, size in zip(colours, sizes):
+        runs = sorted((r for r in rows if r["size"] == size), key=lambda r: r["flops"])
+        right.plot([r["flops"] for r in runs], [r["valid_loss"] for r in runs], "o-", color=colour, label=size)
+    if frontier is not None and len(frontier):
+        right.plot([rows[i]["flops"] for i in frontier], [rows[i]["valid_loss"] for i in frontier], "o", ms=11,
+                   mfc="none", mec="red", label="compute frontier")
+    if law_c is not None:
+        c = np.geomspace(min(r["flops"] for r in rows) / 1.5, max(r["flops"] for r in rows) * 1.5, 100)
+        right.plot(c, law_c(c), "r--", lw=1, label=f"fit: {law_c.e:.2f} + B C^-{law_c.alpha:.3f}")
+    right.set(xscale="log", yscale="log", xlabel="training compute C (FLOPs)", title="loss against compute")
+    for ax in (left, right):
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(ScalarFormatter())
+        ax.tick_params(axis="y", which="minor", labelsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_compute_optimal(best: Sequence[Mapping], fit: tuple[float, float] | None = None,
+                         sizes: Mapping[str, int] | None = None, title: str = "the compute-optimal size"):
+    """Notebook 07: the size that reaches the lowest loss at each compute budget
+    (:func:`llmcourse.scaling.compute_optimal`), on log axes, with ``fit = (k, b)`` of ``N_opt = k C^b``
+    and the sweep's ``sizes`` (name -> parameters) as horizontal guides."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    c = np.array([b["flops"] for b in best])
+    ax.step(c, [b["params"] for b in best], "o-", where="mid", label="best size in the sweep")
+    if fit is not None:
+        k, b = fit
+        ax.plot(c, k * c ** b, "k--", lw=1, label=f"fit: N_opt ~ C^{b:.2f}")
+    for name, n in (sizes or {}).items():
+        ax.axhline(n, color="grey", lw=0.5)
+        ax.text(c[0], n, f" {name}", fontsize=7, color="grey", va="bottom")
+    ax.set(xscale="log", yscale="log", xlabel="training compute C (FLOPs)", ylabel="non-embedding parameters N",
+           title=title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_ability(params: Sequence[int], accuracy: Sequence[float], chance: float, names: Sequence[str] | None = None,
+                 title: str = "a completion probe against size"):
+    """Notebook 07: a probe's accuracy against non-embedding parameters (log x axis), with chance."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    ax.plot(params, accuracy, "o-", label="the sweep's models (largest budget)")
+    for i, (n, a) in enumerate(zip(params, accuracy)):
+        label = f"{a:.1%}" if names is None else f"{names[i]}: {a:.1%}"
+        ax.annotate(label, (n, a), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
+    ax.axhline(chance, color="grey", ls="--", lw=1, label=f"chance ({chance:.0%})")
+    ax.set(xscale="log", xlabel="non-embedding parameters N", ylabel="accuracy", title=title,
+           ylim=(0, max(1.0, max(accuracy) * 1.1)))
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig
