@@ -21,7 +21,16 @@ given the same budget on the same machine have had the same clock. Time spent va
 count against the budget. Every record of the :class:`History` carries the seconds of training so
 far, so that curves can be drawn against time.
 
-Taught in notebook 00 (the loop itself, and perplexity), notebook 02 (truncated BPTT) and notebook 04 (budgets).
+The same loop runs on several processes under PyTorch's ``DistributedDataParallel`` when it is
+launched by ``torchrun`` and the process group is initialised (:func:`llmcourse.distributed.setup`):
+the forward and loss go through DDP, which averages the gradients in backward; the loss and tokens of
+each step are summed over the processes, so that every process records the same :class:`History` as
+one process would on the whole batch; the clock and the validation loss are rank 0's, so that all
+processes change their learning rate, validate and stop together; only rank 0 shows the progress bar,
+prints and saves. A single process runs exactly as before.
+
+Taught in notebook 00 (the loop itself, and perplexity), notebook 02 (truncated BPTT), notebook 04
+(budgets) and notebook 07 (several processes).
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol, runtime_checkable
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from .config import get_device
@@ -233,8 +243,9 @@ class _Clock:
     Time inside :meth:`paused` (validation, checkpoints) is not training time.
     """
 
-    def __init__(self, config: TrainConfig, steps_per_epoch: int | None):
-        self.config = config
+    def __init__(self, config: TrainConfig, steps_per_epoch: int | None,
+                 agree: Callable[[float], float] = lambda seconds: seconds):
+        self.config, self.agree = config, agree
         self.budget = config.budget_seconds
         if config.max_steps is not None:
             self.total_steps = config.max_steps
@@ -250,7 +261,7 @@ class _Clock:
         self.next_eval_seconds = config.eval_every_seconds
 
     def seconds(self) -> float:
-        return time.perf_counter() - self._start - self._paused
+        return self.agree(time.perf_counter() - self._start - self._paused)
 
     @contextlib.contextmanager
     def paused(self):
@@ -368,10 +379,11 @@ class _Validator:
     """Validation, the best weights and early stopping: ``validate(step, epoch)`` says whether to stop."""
 
     def __init__(self, model: nn.Module, forward_model: nn.Module, valid_data: Iterable | None, loss_fn: LossFn,
-                 config: TrainConfig, history: History, clock: _Clock, device: torch.device, precision: str, bar):
+                 config: TrainConfig, history: History, clock: _Clock, device: torch.device, precision: str,
+                 team: _Alone, write: Callable[[str], None]):
         self.model, self.forward_model, self.valid_data, self.loss_fn = model, forward_model, valid_data, loss_fn
-        self.config, self.history, self.clock, self.device, self.precision, self.bar = (
-            config, history, clock, device, precision, bar)
+        self.config, self.history, self.clock, self.device, self.precision = config, history, clock, device, precision
+        self.team, self.write = team, write
         self.best_state: dict[str, Tensor] | None = None
         self.bad_validations = 0
 
@@ -382,12 +394,16 @@ class _Validator:
         with self.clock.paused():
             val_loss, _ = evaluate(self.forward_model, self.valid_data, loss_fn=self.loss_fn, device=self.device,
                                    max_batches=config.max_eval_batches, precision=self.precision)
+            # Under DDP every process reads the whole validation set: one process's numbers exactly, with no
+            # shard padded by repeated windows to miscount tokens (but no speed-up). Rank 0's loss is then
+            # everyone's, so that the best step and early stopping agree even where GPUs differ in a last bit.
+            val_loss = self.team.agree(val_loss)
             ppl = math.exp(min(val_loss, 50))
             history.valid.append({"step": step, "epoch": epoch, "seconds": round(at, 3), "loss": val_loss, "ppl": ppl})
-            self.bar.write(f"step {step:>6}  {at:7.1f} s  valid loss {val_loss:.4f}  valid ppl {ppl:.2f}")
+            self.write(f"step {step:>6}  {at:7.1f} s  valid loss {val_loss:.4f}  valid ppl {ppl:.2f}")
             if val_loss < history.best_valid_loss:
                 history.best_valid_loss, history.best_step, self.bad_validations = val_loss, step, 0
-                if config.checkpoint_dir:
+                if config.checkpoint_dir and self.team.main:
                     save_checkpoint(self.model, config.checkpoint_dir, history=history)
                 if config.restore_best:
                     self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -431,16 +447,20 @@ class _Updater:
 class _Progress:
     """The progress bar and the training records: the mean loss of each window of ``log_every`` steps."""
 
-    def __init__(self, config: TrainConfig, clock: _Clock, history: History):
+    def __init__(self, config: TrainConfig, clock: _Clock, history: History, show: bool = True):
         from tqdm.auto import tqdm
 
-        self.config, self.clock, self.history = config, clock, history
+        self.config, self.clock, self.history, self.show = config, clock, history, show
         self.by_time = config.budget_seconds is not None
         self.bar = tqdm(total=config.budget_seconds if self.by_time else clock.total_steps,
-                        unit="s" if self.by_time else "step", desc="training", disable=not config.progress,
+                        unit="s" if self.by_time else "step", desc="training", disable=not (config.progress and show),
                         dynamic_ncols=True,
                         bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{postfix}]" if self.by_time else None)
         self.loss, self.tokens, self.start = 0.0, 0, clock.seconds()
+
+    def write(self, line: str) -> None:
+        if self.show:  # tqdm.write prints even when the bar is disabled
+            self.bar.write(line)
 
     def update(self, step: int, epoch: int, lr: float, loss_sum: Tensor, tokens: int, finished: bool) -> None:
         self.history.train_tokens += tokens
@@ -460,6 +480,88 @@ class _Progress:
         self.loss, self.tokens, self.start = 0.0, 0, self.clock.seconds()
 
 
+class _StepLoss(nn.Module):
+    """The forward pass and the loss of one batch in one module call: ``(x, y, state) -> (summed loss, tokens,
+    state)``. DDP sees only what happens inside its module's forward, and an adaptive softmax uses its
+    weights in the loss, after the model's forward."""
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn, stateful: bool, precision: str, device: torch.device):
+        super().__init__()
+        self.model, self.loss_fn, self.stateful, self.precision, self.device = (
+            model, loss_fn, stateful, precision, device)
+
+    def forward(self, x: Tensor, y: Tensor, state: Any) -> tuple[Tensor, Tensor, Any]:
+        with autocast(self.precision, self.device):
+            output, state = _forward(self.model, self.stateful, x, state)
+        loss_sum, n = self.loss_fn(output, y)
+        return loss_sum, n, state
+
+
+class _Alone:
+    """One process: nothing to share with anyone. :class:`_Team` is the same interface for a DDP run."""
+
+    size, main = 1, True
+
+    def wrap(self, step_loss: _StepLoss) -> nn.Module:
+        return step_loss
+
+    def sum(self, loss_sum: Tensor, n: Tensor) -> tuple[Tensor, Tensor]:
+        """The summed loss and the tokens of the whole batch (here: this process's)."""
+        return loss_sum.detach(), n
+
+    def mean_loss(self, loss_sum: Tensor, count: Tensor) -> Tensor:
+        """What this process back-propagates: the mean loss per token of the whole batch."""
+        return loss_sum / count.clamp(min=1)
+
+    def agree(self, value: float) -> float:
+        """Rank 0's ``value`` on every process (here: the value)."""
+        return value
+
+
+class _Team(_Alone):
+    """The processes of a DDP run. Each reads its share of every batch; DDP averages their gradients in
+    backward. Every decision that comes from a clock or a validation is rank 0's (:meth:`agree`): a process
+    that stopped, validated or changed its learning rate on its own clock would leave the others waiting
+    for it, or train with another schedule."""
+
+    def __init__(self, device: torch.device):
+        self.size, self.main, self.device = dist.get_world_size(), dist.get_rank() == 0, device
+
+    def wrap(self, step_loss: _StepLoss) -> nn.Module:
+        # an adaptive softmax gives no gradient to a tail cluster when no target of a batch falls in it
+        adaptive = any(isinstance(m, nn.AdaptiveLogSoftmaxWithLoss) for m in step_loss.modules())
+        return nn.parallel.DistributedDataParallel(step_loss, find_unused_parameters=adaptive)
+
+    def sum(self, loss_sum: Tensor, n: Tensor) -> tuple[Tensor, Tensor]:
+        both = torch.stack([loss_sum.detach().double(), n.double()])
+        dist.all_reduce(both)
+        return both[0], both[1].long()
+
+    def mean_loss(self, loss_sum: Tensor, count: Tensor) -> Tensor:
+        # DDP divides the summed gradients by the number of processes: multiply it back, so that the
+        # gradient is that of the whole batch's mean loss, however the tokens are shared among processes
+        return loss_sum * self.size / count.clamp(min=1)
+
+    def agree(self, value: float) -> float:
+        shared = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.broadcast(shared, src=0)
+        return shared.item()
+
+
+def _team(device: torch.device) -> _Alone:
+    """A :class:`_Team` when this process is one of several (torchrun, process group initialised)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return _Team(device)
+    return _Alone()
+
+
+def _set_epoch(data: Iterable, epoch: int) -> None:
+    """A sampler that shuffles by epoch (``DistributedSampler``) is told which epoch begins."""
+    set_epoch = getattr(getattr(data, "sampler", None), "set_epoch", None)
+    if callable(set_epoch):
+        set_epoch(epoch)
+
+
 def train(model: nn.Module, train_data: Iterable, valid_data: Iterable | None = None,
           config: TrainConfig | None = None, *, device: torch.device | str | None = None,
           optimizer: torch.optim.Optimizer | None = None, loss_fn: LossFn | None = None) -> History:
@@ -471,8 +573,14 @@ def train(model: nn.Module, train_data: Iterable, valid_data: Iterable | None = 
     precision and compilation the device allows (:mod:`llmcourse.precision`); a progress bar with the
     running loss; validation every epoch, ``eval_every`` steps or ``eval_every_seconds``, with early
     stopping; the best weights saved to ``config.checkpoint_dir`` and restored at the end.
+    Launched by ``torchrun`` on several processes, it trains with DDP (notebook 07): ``train_data`` is
+    then this process's share of each batch (:func:`llmcourse.distributed.distributed_loader`), and
+    ``valid_data`` the whole validation set, read by every process.
     Returns the :class:`History`.
     """
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        raise ValueError("train() wraps the model in DistributedDataParallel itself when it runs on several "
+                         "processes: pass the plain model (ddp_model.module).")
     config = config or TrainConfig()
     device = get_device(device)
     model.to(device)
@@ -484,29 +592,31 @@ def train(model: nn.Module, train_data: Iterable, valid_data: Iterable | None = 
         steps_per_epoch = None
     precision = resolve_precision(config.precision, device)
     forward_model = _try_compile(model) if resolve_compile(config.compile, device) else model
+    team = _team(device)
+    step_loss = team.wrap(_StepLoss(forward_model, loss_fn, stateful, precision, device))
     history = History(budget_seconds=config.budget_seconds, precision=precision, compiled=forward_model is not model)
-    clock = _Clock(config, steps_per_epoch)
+    clock = _Clock(config, steps_per_epoch, agree=team.agree)
     updater = _Updater(model, optimizer or _optimizer(model, config, device), config, grad_scaler(precision, device))
-    progress = _Progress(config, clock, history)
+    progress = _Progress(config, clock, history, show=team.main)
     validator = _Validator(model, forward_model, valid_data, loss_fn, config, history, clock, device, precision,
-                           progress.bar)
+                           team, progress.write)
     step, epoch, stop = 0, 0, False  # stop: early stopping
     model.train()
     try:
         while epoch < clock.epochs and not stop and not clock.done(step):
             state, steps_before = None, step
+            _set_epoch(train_data, epoch)
             for x, y in train_data:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 lr = clock.lr(step)
                 updater.set_lr(lr)
-                with autocast(precision, device):
-                    output, state = _forward(forward_model, stateful, x, state)
-                loss_sum, n = loss_fn(output, y)
-                updater.step(loss_sum / n.clamp(min=1), step)
+                loss_sum, n, state = step_loss(x, y, state)  # forward and loss
+                total, count = team.sum(loss_sum, n)  # of the whole batch, over every process
+                updater.step(team.mean_loss(loss_sum, count), step)
                 state = _detach(state)
                 step += 1
                 finished = clock.done(step)
-                progress.update(step, epoch, lr, loss_sum, int(n), finished)
+                progress.update(step, epoch, lr, total, int(count), finished)
                 if clock.validation_due(step):
                     stop = validator.validate(step, epoch)
                 if stop or finished:
