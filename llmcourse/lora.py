@@ -1,0 +1,125 @@
+"""Adapting a pretrained model cheaply: LoRA (Hu et al. 2021, *Low-Rank Adaptation of Large Language
+Models*) on notebook 05's BERT classifier, through the `peft` library.
+
+LoRA freezes a pretrained weight ``W`` (``d_out × d_in``) and learns a low-rank change beside it:
+``W x + (alpha / r) · B A x``, with ``A`` (``r × d_in``) and ``B`` (``d_out × r``), ``r`` a few.
+``B`` starts at zero, so training starts from the pretrained model exactly; after training,
+``B A`` can be merged into ``W`` and inference costs nothing more. Taught in notebook 07:
+:func:`lora_forward` and :func:`merged_weight` are the formula, and a test proves them equal to
+what `peft` computes on the same weights.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["TARGET_MODULES", "lora_forward", "merged_weight", "add_lora", "trainable_parameters",
+           "training_state_bytes", "finetune"]
+
+# Hu et al. adapt the query and value projections of every attention layer; on SST-2 with MiniLM,
+# adding the key and the feed-forward layers trains 3-4x more weights for no measured gain here.
+TARGET_MODULES = ("query", "value")
+
+
+def _check_rank(r: Any, alpha: Any) -> None:
+    if not isinstance(r, int) or isinstance(r, bool) or r < 1:
+        raise ValueError(f"r={r!r}: LoRA's rank is a whole number >= 1 (4, 8 and 16 are usual).")
+    if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha > 0):
+        raise ValueError(f"alpha={alpha!r}: give a positive number (the update is scaled by alpha / r).")
+
+
+def lora_forward(x: Tensor, weight: Tensor, bias: Tensor | None, A: Tensor, B: Tensor, *, alpha: float,
+                 r: int) -> Tensor:
+    """A linear layer with a LoRA update: ``x W^T + b + (alpha / r) x A^T B^T``.
+
+    ``x: (..., d_in)``, ``weight: (d_out, d_in)``, ``bias: (d_out,)`` or None, ``A: (r, d_in)``,
+    ``B: (d_out, r)``; returns ``(..., d_out)``. Only ``A`` and ``B`` are trained."""
+    _check_rank(r, alpha)
+    if A.shape != (r, weight.shape[1]) or B.shape != (weight.shape[0], r):
+        raise ValueError(f"A {tuple(A.shape)} and B {tuple(B.shape)} do not fit a weight of {tuple(weight.shape)} "
+                         f"at rank {r}: A must be (r, d_in) = ({r}, {weight.shape[1]}), B (d_out, r) = "
+                         f"({weight.shape[0]}, {r}).")
+    out = x @ weight.T + (alpha / r) * (x @ A.T) @ B.T
+    return out if bias is None else out + bias
+
+
+def merged_weight(weight: Tensor, A: Tensor, B: Tensor, *, alpha: float, r: int) -> Tensor:
+    """The weight after merging: ``W + (alpha / r) B A``, ``(d_out, d_in)``: the adapted layer as one matrix."""
+    _check_rank(r, alpha)
+    return weight + (alpha / r) * B @ A
+
+
+def add_lora(model: nn.Module, *, r: int = 8, alpha: float = 16, dropout: float = 0.0,
+             target_modules: Sequence[str] = TARGET_MODULES):
+    """``model`` (a ``transformers`` sequence classifier) with LoRA adapters on ``target_modules`` and
+    every other weight frozen, except the new classification head, which trains in full (`peft`'s
+    ``task_type="SEQ_CLS"``). Returns `peft`'s ``PeftModel``."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    _check_rank(r, alpha)
+    names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, nn.Linear)}
+    missing = [t for t in target_modules if t not in names]
+    if missing or not target_modules:
+        raise ValueError(f"target_modules {list(target_modules)}: {missing or 'none given'} not among this model's "
+                         f"linear layers ({', '.join(sorted(names))}).")
+    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=r, lora_alpha=alpha, lora_dropout=dropout,
+                        target_modules=list(target_modules))
+    return get_peft_model(model, config)
+
+
+def trainable_parameters(model: nn.Module) -> tuple[int, int]:
+    """``(trainable, total)`` parameters of ``model``."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.parameters())
+
+
+def training_state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict[str, int]:
+    """The memory that training holds besides the activations, in bytes: ``weights_bytes`` (every
+    parameter, frozen or not), ``gradients_bytes`` (one per trainable parameter: what backward
+    allocates) and ``optimizer_bytes`` (the tensors in ``optimizer.state``: AdamW's two moments per
+    trained weight), and their sum ``state_bytes``. Activations, which grow with the batch and the sequence, are not counted."""
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    gradients = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    state = 0
+    if optimizer is not None:
+        for values in optimizer.state.values():
+            state += sum(v.numel() * v.element_size() for v in values.values() if torch.is_tensor(v) and v.dim() > 0)
+    return {"weights_bytes": weights, "gradients_bytes": gradients, "optimizer_bytes": state,
+            "state_bytes": weights + gradients + state}
+
+
+def finetune(recipe, tokenizer, data, *, output_dir: str | None = None, **overrides) -> dict[str, Any]:
+    """Fine-tune ``recipe.model()`` (the ``"bert"`` or ``"bert-lora"`` recipe) with ``transformers.Trainer``
+    on ``data`` (:func:`llmcourse.bert.sst2_datasets`: ``train`` and ``dev``), as notebook 05 does, and
+    measure it: one row with ``method``, ``trainable``, ``total``, ``fraction``, ``accuracy`` and ``f1`` on
+    dev, ``seconds`` of training, the :func:`training_state_bytes` and, on CUDA, the peak memory.
+    ``overrides`` go to :meth:`~llmcourse.recipes.Recipe.trainer_arguments`."""
+    from transformers import DataCollatorWithPadding, Trainer
+
+    from . import bert
+
+    model = recipe.model()
+    trainable, total = trainable_parameters(model)
+    args = recipe.trainer_arguments(output_dir, **({"save_strategy": "no", "load_best_model_at_end": False}
+                                                   | overrides))
+    trainer = Trainer(model=model, args=args, train_dataset=data["train"], eval_dataset=data["dev"],
+                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=bert.compute_metrics)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    metrics = trainer.evaluate()
+    row = {"method": "LoRA" if recipe.model_config.lora_r else "full fine-tuning", "trainable": trainable,
+           "total": total, "fraction": trainable / total, "accuracy": metrics["eval_accuracy"],
+           "f1": metrics["eval_f1"], "seconds": seconds, "steps": trainer.state.global_step,
+           "lr": args.learning_rate, **training_state_bytes(model, trainer.optimizer)}
+    if torch.cuda.is_available():
+        row["cuda_peak_bytes"] = torch.cuda.max_memory_allocated()
+    row["model"] = model
+    return row
