@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from typing import Any, Sequence
 
 import torch
@@ -69,7 +70,9 @@ def add_lora(model: nn.Module, *, r: int = 8, alpha: float = 16, dropout: float 
                          f"linear layers ({', '.join(sorted(names))}).")
     config = LoraConfig(task_type=TaskType.SEQ_CLS, r=r, lora_alpha=alpha, lora_dropout=dropout,
                         target_modules=list(target_modules))
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft reads a transformers attribute deprecated in 5.x: nothing to act on
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 def trainable_parameters(model: nn.Module) -> tuple[int, int]:
