@@ -24,6 +24,10 @@ One concept, one module (and one notebook):
 ``llmcourse.plotting``    training curves, the race, Zipf plots, attention heatmaps
 ``llmcourse.widgets``     the interactive explorers (ipywidgets)
 ``llmcourse.cost``        timing harnesses (03); FLOPs, seconds and energy of every model (05)
+``llmcourse.scaling``     a sweep of sizes and budgets, fitted power laws, a probe (07)
+``llmcourse.lora``        LoRA from its formula and with peft, against full fine-tuning (07)
+``llmcourse.pretrained``  a pretrained GPT-2 where the network allows, scored per word (07)
+``llmcourse.distributed`` the one training loop on several processes (torchrun, DDP) (07)
 ``llmcourse.exercises``   exercises with checkers, one module per notebook
 ========================  ===========================================================
 """
