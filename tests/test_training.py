@@ -302,3 +302,45 @@ def test_stream_nll_scores_every_token_after_the_first_and_gives_the_per_word_pe
     assert total == pytest.approx(float(expected), rel=1e-5)
     # word-level tokens: per word is per token
     assert per_word_perplexity(total, count) == pytest.approx(math.exp(float(expected) / 102), rel=1e-5)
+
+
+def test_the_loops_adamw_is_fused_on_a_cpu_and_steps_like_the_default_one():
+    from llmcourse.training import _optimizer
+
+    ids = _stream(800)
+    config = TrainConfig(max_steps=6, lr=1e-2, progress=False)
+    models = []
+    for fused in (True, False):
+        seed_everything(0)
+        model = BigramLM(BigramConfig(vocab_size=50, d_model=16))
+        optimizer = _optimizer(model, config, torch.device("cpu")) if fused else torch.optim.AdamW(
+            [{"params": [p for p in model.parameters() if p.dim() >= 2], "weight_decay": config.weight_decay},
+             {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0}],
+            lr=config.lr, betas=config.betas, foreach=False)
+        assert optimizer.defaults.get("fused") is (True if fused else None)
+        train(model, _loader(ids), None, config, device="cpu", optimizer=optimizer)
+        models.append(model)
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_the_first_budget_run_of_a_process_is_not_charged_for_the_optimizers_set_up():
+    # in a fresh process the optimizer's first construction imports torch._dynamo (seconds): the clock starts after
+    script = """
+import torch
+from llmcourse.lm import BigramConfig, BigramLM
+from llmcourse.data import LMWindowDataset
+from llmcourse.training import TrainConfig, train
+ids = torch.randint(0, 50, (4000,), generator=torch.Generator().manual_seed(0))
+loader = torch.utils.data.DataLoader(LMWindowDataset(ids, 16), batch_size=8)
+h = train(BigramLM(BigramConfig(vocab_size=50, d_model=16)), loader, None,
+          TrainConfig(budget_seconds=0.5, lr=1e-2, progress=False, log_every=1), device="cpu")
+print(h.steps, h.train[0]["seconds"])
+"""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    steps, first = done.stdout.split()
+    assert int(steps) > 10 and float(first) < 0.25  # a tiny model steps in milliseconds
