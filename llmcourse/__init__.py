@@ -21,6 +21,7 @@ One concept, one module (and one notebook):
 ``llmcourse.training``    the one training loop (steps or a time budget), perplexity, checkpoints
 ``llmcourse.precision``   bf16 / fp16 / fp32 and torch.compile by the device (04)
 ``llmcourse.recipes``     one recipe shape for the LSTM, the Transformer and BERT (02, 04, 05)
+``llmcourse.budget``      the race's clock sized to the machine: measured rates, tokens needed (02, 04, 06)
 ``llmcourse.plotting``    training curves, the race, Zipf plots, attention heatmaps
 ``llmcourse.widgets``     the interactive explorers (ipywidgets)
 ``llmcourse.cost``        timing harnesses (03); FLOPs, seconds and energy of every model (05)
