@@ -7,8 +7,12 @@ divided by the words, one ``<eos>`` per line; ``llmcourse.lm.per_word_perplexity
 beside the word-level models' in the README. The tokenizer is ``llmcourse.bpe.train_bpe`` on the training
 text, with notebook 06's vocabulary for the kind (4,096 on a CPU, 16,384 on a GPU).
 
-Notebook 06 runs the same race for one minute each; this runs it for the recipes' 10 minutes (or
-``--minutes``). Saves ``benchmarks/results/blocks_<device>.json``. Run heavy CPU jobs one at a time:
+Notebook 06 runs the same race for one minute each; this runs it for the budget
+``llmcourse.budget.race_budget`` chooses on this machine (the recipes' 10 minutes unless the machine is
+too slow for them; ``--minutes`` to set it). The word-level Transformer of notebook 04 and the BPE models
+have the same blocks (4 layers of width 128): the same non-embedding parameters, printed and saved, so
+the per-word comparison is one of tokenization, not of size. Saves
+``benchmarks/results/blocks_<device>.json``. Run heavy CPU jobs one at a time:
 
     LLMCOURSE_DATA=../shared/data .venv/bin/python benchmarks/blocks.py
 """
@@ -22,6 +26,7 @@ from pathlib import Path
 import torch
 
 from llmcourse import bpe
+from llmcourse.budget import race_budget
 from llmcourse.config import get_device
 from llmcourse.data import WikiText2
 from llmcourse.lm import per_word_perplexity
@@ -32,6 +37,13 @@ from _common import save, stamp, train_lm  # benchmarks/_common.py
 
 ROOT = Path(__file__).resolve().parent
 VOCAB = {"quick": 1_000, "cpu": 4_096, "gpu": 16_384, "gpu-fp16": 16_384}
+
+
+def word_non_embedding(kind: str) -> int:
+    """The non-embedding parameters of notebook 04's word-level Transformer of the same kind."""
+    from llmcourse.transformer import TransformerLM
+
+    return TransformerLM(recipe_for("transformer", kind).model_config).num_parameters(non_embedding=True)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -55,9 +67,11 @@ def main(argv: list[str] | None = None) -> dict:
     words = {s: sum(len(line.split()) + 1 for line in text) for s, text in lines.items()}
     data_seconds = time.perf_counter() - t0
 
+    budget = race_budget(["gpt-bpe", "llama-bpe"], ids, device=device, kind=kind, vocab_size=len(tokenizer))
+    print(budget, flush=True)
     runs = {}
     for name in ("gpt-bpe", "llama-bpe"):
-        recipe = recipe_for(name, kind, vocab_size=len(tokenizer))
+        recipe = budget.recipe(name)
         if args.minutes is not None:
             recipe = recipe.with_budget(60 * args.minutes)
         recipe.train.progress = False
@@ -67,6 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
             n_words = words[split] if kind != "quick" else round(stream.numel() * words[split] / ids[split].numel())
             nll, count = stream_nll(model, stream, recipe.seq_len, batch_size=recipe.eval_batch_size, device=device)
             figures[f"{split}_ppl_per_word"] = round(per_word_perplexity(nll, n_words - 1), 2)
+        figures["non_embedding_parameters"] = model.num_parameters(non_embedding=True)
         runs[name] = figures
         print(f"{name:>10}: {figures['steps']:,} steps, {figures['tokens_per_second']:,} tokens/s, per-word valid "
               f"{figures['valid_ppl_per_word']:.1f}, test {figures['test_ppl_per_word']:.1f}", flush=True)
@@ -77,6 +92,9 @@ def main(argv: list[str] | None = None) -> dict:
         "bpe_vocab_size": len(tokenizer),
         "tokens_per_word": {s: round(ids[s].numel() / words[s], 4) for s in ids},
         "data_seconds": round(data_seconds, 1),
+        "calibration": {"seconds": budget.seconds, "tokens_per_second": {k: round(v) for k, v in budget.rates.items()},
+                        "explanation": str(budget)},
+        "word_level_transformer_non_embedding_parameters": word_non_embedding(kind),
         "models": runs,
     }
     where = "cpu" if device.type != "cuda" else torch.cuda.get_device_name(device).lower().replace(" ", "-")

@@ -63,7 +63,10 @@ class Recipe:
     sentence in tokens (BERT). ``train_limit`` is the data slice: the first tokens of the training
     stream (language models) or a random subset of sentences (BERT); None for all of it.
     ``eval_limit``: validation and test on their first batches only (language models, quick mode) or
-    the first dev sentences (BERT); None for all of them.
+    the first dev sentences (BERT); None for all of them. ``tokens_needed``: the training tokens a race
+    must give this model for the course's order to show (what it read in the half-budget race on the
+    reference machine); :func:`llmcourse.budget.race_budget` lengthens the budget on a machine too slow
+    to read them in the recipe's own.
     """
 
     name: str
@@ -77,6 +80,7 @@ class Recipe:
     train_limit: int | None = None
     eval_limit: int | None = None
     note: str = ""
+    tokens_needed: int | None = None  # the training tokens a race must give it (llmcourse.budget)
 
     def model(self) -> nn.Module:
         """A freshly initialised model (language models) or the pretrained classifier (BERT)."""
@@ -202,7 +206,8 @@ def _lstm(kind: str, vocab_size: int) -> Recipe:
         return Recipe("lstm", kind,
                       RNNConfig(vocab_size, "lstm", d_embed=256, d_hidden=256, n_layers=2, dropout=0.2, tie_weights=False,
                                 **ADAPTIVE),
-                      TrainConfig(budget_seconds=RACE_SECONDS["cpu"], lr=3e-3, warmup_fraction=0.02, weight_decay=0.01,
+                      # lr and warm-up: the winners of benchmarks/tune.py (the same six trials as the Transformer's)
+                      TrainConfig(budget_seconds=RACE_SECONDS["cpu"], lr=3e-3, warmup_fraction=0.1, weight_decay=0.01,
                                   eval_every_seconds=60, log_every=25, precision="fp32"),
                       batch_size=64, seq_len=35, eval_seq_len=70,
                       note="2 CPU cores: 2-layer 256-unit LSTM, adaptive softmax, 10 minutes of training")
@@ -226,7 +231,8 @@ def _transformer(kind: str, vocab_size: int) -> Recipe:
         return Recipe("transformer", kind,
                       TransformerConfig(vocab_size, max_context=128, d_model=128, n_layers=4, n_heads=4, dropout=0.0,
                                         attn_dropout=0.0, tie_weights=False, **ADAPTIVE),
-                      TrainConfig(budget_seconds=RACE_SECONDS["cpu"], lr=5e-3, warmup_fraction=0.03, weight_decay=0.1,
+                      # lr and warm-up: the winners of benchmarks/tune.py (the same six trials as the LSTM's)
+                      TrainConfig(budget_seconds=RACE_SECONDS["cpu"], lr=5e-3, warmup_fraction=0.15, weight_decay=0.1,
                                   betas=(0.9, 0.98), eval_every_seconds=60, log_every=25, precision="fp32"),
                       batch_size=32, seq_len=128, eval_batch_size=32,
                       note="2 CPU cores: 4 layers, d_model 128, context 128, the LSTM's adaptive softmax, "

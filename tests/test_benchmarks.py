@@ -64,6 +64,7 @@ def test_a_quick_race_trains_both_models_and_saves_its_figures(tmp_path, shared_
         assert r["steps"] == 40 and r["train_tokens"] > 0 and r["test_ppl"] > 1
         assert [p["step"] for p in r["valid_curve"]] == [20, 40] and r["valid_curve"][-1]["seconds"] > 0
     assert saved["models"]["transformer"]["mfu"] > 0
+    assert saved["calibration"]["seconds"] is None and list(saved["races"]) == ["1"]  # quick mode counts steps
 
 
 def test_a_quick_block_race_scores_both_blocks_per_word(tmp_path, shared_data, monkeypatch):
@@ -77,3 +78,38 @@ def test_a_quick_block_race_scores_both_blocks_per_word(tmp_path, shared_data, m
     assert set(saved["models"]) == {"gpt-bpe", "llama-bpe"}
     for r in saved["models"].values():
         assert r["steps"] == 40 and r["valid_ppl_per_word"] > r["valid_ppl"] > 1  # a word is > 1 token
+
+
+def test_a_quick_search_runs_the_same_six_trials_and_names_the_best(tmp_path, shared_data, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import tune
+
+    out = tmp_path / "tune.json"
+    result = tune.main(["--kind", "quick", "--models", "transformer", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved == json.loads(json.dumps(result))
+    search = saved["searches"]["transformer"]
+    centre = search["centre"]
+    assert [t["lr"] for t in search["trials"]] == [centre["lr"] * f for f in tune.LR_FACTORS
+                                                   for _ in tune.WARMUP_FACTORS]
+    assert tune.grid("transformer", "cpu")[1] == (2.5e-3, 0.15)  # half the lr, five times the warm-up
+    best = min(search["trials"], key=lambda t: t["valid_ppl"])
+    assert search["winner"] == {"lr": best["lr"], "warmup_fraction": best["warmup_fraction"],
+                                "valid_ppl": best["valid_ppl"]}
+
+
+RESULTS = BENCHMARKS / "results"
+
+
+def test_the_cpu_race_recipes_are_the_winners_of_one_equal_search():
+    from llmcourse.recipes import recipe_for
+
+    tune = json.loads((RESULTS / "tune_cpu.json").read_text())
+    searches = tune["searches"]
+    assert set(searches) == {"lstm", "transformer"}
+    assert len({len(s["trials"]) for s in searches.values()}) == 1  # the same number of trials for each
+    for name, search in searches.items():
+        assert {t["train_seconds"] >= tune["trial_seconds"] for t in search["trials"]} == {True}
+        recipe = recipe_for(name, "cpu")
+        winner = search["winner"]
+        assert (recipe.train.lr, recipe.train.warmup_fraction) == (winner["lr"], winner["warmup_fraction"])
