@@ -113,3 +113,15 @@ def test_the_cpu_race_recipes_are_the_winners_of_one_equal_search():
         recipe = recipe_for(name, "cpu")
         winner = search["winner"]
         assert (recipe.train.lr, recipe.train.warmup_fraction) == (winner["lr"], winner["warmup_fraction"])
+
+
+def test_the_cpu_race_recipes_need_the_tokens_of_the_shortest_race_they_won():
+    """``tokens_needed``: what each runner read in the shortest race where it beat the model before it."""
+    from llmcourse.recipes import recipe_for
+
+    race = json.loads((RESULTS / "race_cpu.json").read_text())
+    won = {name: [r for r in race["races"].values() if r["targets"][target]["met"]]
+           for name, target in (("lstm", "lstm_below_ngram"), ("transformer", "transformer_below_lstm"))}
+    for name, races in won.items():
+        shortest = min(races, key=lambda r: r["budget_seconds"])
+        assert recipe_for(name, "cpu").tokens_needed == shortest["models"][name]["train_tokens"]

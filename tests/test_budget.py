@@ -101,6 +101,13 @@ def test_measure_rate_trains_a_few_steps_and_gives_a_rate():
         measure_rate(_recipe("a"), _ids(), steps=2)
 
 
+def test_the_race_recipes_state_what_they_need():
+    for name in ("lstm", "transformer"):
+        recipe = recipe_for(name, "cpu")
+        assert recipe.tokens_needed and recipe.tokens_needed > 0
+    assert recipe_for("lstm", "quick").tokens_needed is None  # quick mode counts steps
+
+
 def test_the_verdict_says_whether_the_order_holds_and_what_budget_would_settle_it(rates):
     rates |= {"lstm": 5_000.0, "transformer": 10_000.0}
     b = race_budget([_recipe("lstm", needed=3_000_000), _recipe("transformer", needed=3_000_000)], _ids())
