@@ -40,6 +40,12 @@ def save(result: dict, out: str | Path, *, hide: tuple[str, ...] = (), echo: boo
     return path
 
 
+def default_result_path(benchmark: str, device: torch.device, kind: str) -> Path:
+    """``benchmarks/results/<benchmark>_<device>[_quick].json``: ``cpu``, or the GPU's name."""
+    where = "cpu" if device.type != "cuda" else torch.cuda.get_device_name(device).lower().replace(" ", "-")
+    return Path(__file__).resolve().parent / "results" / f"{benchmark}_{where}{'_quick' if kind == 'quick' else ''}.json"
+
+
 # --------------------------------------------------------------------------------------------
 # Peaks for MFU
 # --------------------------------------------------------------------------------------------

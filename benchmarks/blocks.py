@@ -33,9 +33,8 @@ from llmcourse.lm import per_word_perplexity
 from llmcourse.recipes import KINDS, recipe_for, recipe_kind
 from llmcourse.training import stream_nll
 
-from _common import save, stamp, train_lm  # benchmarks/_common.py
+from _common import default_result_path, save, stamp, train_lm  # benchmarks/_common.py
 
-ROOT = Path(__file__).resolve().parent
 VOCAB = {"quick": 1_000, "cpu": 4_096, "gpu": 16_384, "gpu-fp16": 16_384}
 
 
@@ -97,9 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
         "word_level_transformer_non_embedding_parameters": word_non_embedding(kind),
         "models": runs,
     }
-    where = "cpu" if device.type != "cuda" else torch.cuda.get_device_name(device).lower().replace(" ", "-")
-    save(result, args.out or ROOT / "results" / f"blocks_{where}{'_quick' if kind == 'quick' else ''}.json",
-         echo=False)
+    save(result, args.out or default_result_path("blocks", device, kind), echo=False)
     return result
 
 

@@ -37,7 +37,7 @@ import torch
 from llmcourse.budget import race_budget
 from llmcourse.config import get_device
 from llmcourse.data import WikiText2, numericalize, tokenize_lines, wikitext2_vocab
-from llmcourse.recipes import KINDS, recipe_for, recipe_kind
+from llmcourse.recipes import KINDS, recipe_kind
 
 from _common import save, stamp, train_lm  # benchmarks/_common.py
 

@@ -31,9 +31,8 @@ from llmcourse.data import WikiText2, numericalize, tokenize_lines, wikitext2_vo
 from llmcourse.recipes import KINDS, recipe_for, recipe_kind
 from llmcourse.training import TrainConfig, train
 
-from _common import save, stamp  # benchmarks/_common.py
+from _common import default_result_path, save, stamp  # benchmarks/_common.py
 
-ROOT = Path(__file__).resolve().parent
 
 
 def adamw(model: torch.nn.Module, config: TrainConfig, impl: str) -> torch.optim.Optimizer:
@@ -108,9 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
         "note": "the same recipe and steps for every variant; one change at a time against AdamW's per-parameter "
                 "loop on all threads, eager",
         "steps": args.steps, "models": runs}
-    where = "cpu" if device.type != "cuda" else torch.cuda.get_device_name(device).lower().replace(" ", "-")
-    save(result, args.out or ROOT / "results" / f"speed_{where}{'_quick' if kind == 'quick' else ''}.json",
-         echo=False)
+    save(result, args.out or default_result_path("speed", device, kind), echo=False)
     return result
 
 

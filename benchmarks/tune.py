@@ -29,9 +29,8 @@ from llmcourse.data import WikiText2, numericalize, tokenize_lines, wikitext2_vo
 from llmcourse.recipes import KINDS, Recipe, recipe_for, recipe_kind
 from llmcourse.training import train
 
-from _common import save, stamp  # benchmarks/_common.py
+from _common import default_result_path, save, stamp  # benchmarks/_common.py
 
-ROOT = Path(__file__).resolve().parent
 # Where each runner's search is centred: its learning rate and warm-up fraction before the search.
 CENTRES = {"cpu": {"lstm": (3e-3, 0.02), "transformer": (5e-3, 0.03)}}
 LR_FACTORS, WARMUP_FACTORS = (0.5, 1.0, 2.0), (1, 5)
@@ -109,9 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
                  "(warm-up and cosine decay fitted to it), scored on the whole validation set; the test set is "
                  "never read"),
         "trial_seconds": args.trial_seconds, "searches": searches}
-    where = "cpu" if device.type != "cuda" else torch.cuda.get_device_name(device).lower().replace(" ", "-")
-    save(result, args.out or ROOT / "results" / f"tune_{where}{'_quick' if kind == 'quick' else ''}.json",
-         echo=False)
+    save(result, args.out or default_result_path("tune", device, kind), echo=False)
     return result
 
 

@@ -293,8 +293,8 @@ def _bpe(block: str):
         if kind == "cpu":  # validate on the first 20 batches (82k tokens): the whole split costs 12 s a time
             train = dataclasses.replace(train, max_eval_batches=20)  # (validation is off the clock either way)
             note += ", validation during training on its first 20 batches"
-        return dataclasses.replace(base, name=f"{block}-bpe", model_config=config, train=train,
-                                   note=f"{note}; BPE tokens ({vocab_size:,}); {what}")
+        return dataclasses.replace(base, name=f"{block}-bpe", model_config=config, train=train, tokens_needed=None,
+                                   note=f"{note}; BPE tokens ({vocab_size:,}); {what}")  # no BPE race measured a need
 
     return recipe
 

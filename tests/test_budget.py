@@ -106,6 +106,7 @@ def test_the_race_recipes_state_what_they_need():
         recipe = recipe_for(name, "cpu")
         assert recipe.tokens_needed and recipe.tokens_needed > 0
     assert recipe_for("lstm", "quick").tokens_needed is None  # quick mode counts steps
+    assert recipe_for("gpt-bpe", "cpu").tokens_needed is None  # a word-level need says nothing of BPE tokens
 
 
 def test_the_verdict_says_whether_the_order_holds_and_what_budget_would_settle_it(rates):
