@@ -5,8 +5,8 @@ different story on a slower machine: ten minutes on a laptop a quarter slower th
 were tuned on is not enough for the LSTM to beat the 5-gram. So before a race, :func:`race_budget`
 spends a few seconds measuring what this machine trains per second for each runner's recipe
 (:func:`measure_rate`), and chooses the budget so that each runner gets at least the training tokens
-its recipe needs (``Recipe.tokens_needed``: what it read in the half-budget race on the reference
-machine, where the course's order already held), never less than the recipe's own budget and never
+its recipe needs (``Recipe.tokens_needed``: what it read in the shortest race on the reference
+machine in which it beat the model before it), never less than the recipe's own budget and never
 more than a stated cap::
 
     budget = race_budget(["lstm", "transformer"], ids)   # measures, chooses, explains

@@ -64,8 +64,8 @@ class Recipe:
     stream (language models) or a random subset of sentences (BERT); None for all of it.
     ``eval_limit``: validation and test on their first batches only (language models, quick mode) or
     the first dev sentences (BERT); None for all of them. ``tokens_needed``: the training tokens a race
-    must give this model for the course's order to show (what it read in the half-budget race on the
-    reference machine); :func:`llmcourse.budget.race_budget` lengthens the budget on a machine too slow
+    must give this model for the course's order to show (what it read in the shortest race of
+    ``benchmarks/results/race_cpu.json`` in which it beat the model before it); :func:`llmcourse.budget.race_budget` lengthens the budget on a machine too slow
     to read them in the recipe's own.
     """
 
