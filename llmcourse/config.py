@@ -129,7 +129,10 @@ def cache_dir() -> Path:
 
 
 def describe() -> dict[str, str]:
-    """Print (and return) the device, the mode and where data comes from; every notebook's first cell."""
+    """Print (and return) the device, the number format training uses there and why, the mode and where
+    data comes from; every notebook's first cell."""
+    from .precision import explain_precision
+
     device = get_device()
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
@@ -140,12 +143,13 @@ def describe() -> dict[str, str]:
     folder = data_dir()
     info = {
         "device": f"{device} ({name})",
+        "precision": explain_precision(device),
         "mode": "quick (LLMCOURSE_QUICK=1)" if is_quick() else "full",
         "data": f"{folder} (LLMCOURSE_DATA)" if folder else f"{cache_dir()} (download cache)",
         "torch": torch.__version__,
     }
     for key, value in info.items():
-        print(f"{key:>7}: {value}")
+        print(f"{key:>9}: {value}")
     return info
 
 

@@ -1,15 +1,20 @@
 """Which number format and which compiler a training run uses, chosen by what the device can do.
 
 * ``"bf16"``: bfloat16 autocast. Same exponent range as float32, so no loss scaling is needed.
-  Ampere and newer GPUs (A100, H100, RTX 30xx/40xx) have it.
+  Ampere and newer GPUs (compute capability 8.0 or more: A100, L4, H100, RTX 30xx/40xx) compute it
+  natively. Older GPUs (Colab's T4 is 7.5) only *emulate* it, slowly, although
+  ``torch.cuda.is_bf16_supported()`` answers True there by default: the course asks the capability.
 * ``"fp16"``: float16 autocast with a gradient scaler, for GPUs without bf16 (Colab's T4, V100).
   Small gradients would underflow in float16, so the loss is multiplied by a large factor before
   ``backward()`` and the gradients divided by it again before the optimizer step.
 * ``"fp32"``: no autocast. The default on a CPU or an Apple GPU unless another format is asked for.
 
-``"auto"`` picks bf16 on a CUDA GPU that supports it, fp16 on one that does not, fp32 elsewhere.
-``torch.compile`` is used only where it works: on CUDA with Triton and a GPU of compute capability
-7.0 or more. Everywhere else the model runs eagerly (:func:`resolve_compile`).
+``"auto"`` picks bf16 on a CUDA GPU with native bf16, fp16 on one without, fp32 elsewhere;
+:func:`explain_precision` says which and why (every notebook's first cell prints it).
+``torch.compile`` (``"auto"``) is used only on a CUDA GPU with native bf16 and Triton installed: on a
+CPU it was measured to cost time (``benchmarks/results/speed_cpu.json``: 0.94x and 0.95x, plus seconds
+of compiling), and on a T4 its minutes of compiling are not worth a notebook's few minutes of training.
+Everywhere else the model runs eagerly (:func:`resolve_compile`).
 Used by :func:`llmcourse.training.train`; taught in notebook 04.
 """
 
@@ -21,17 +26,46 @@ import warnings
 
 import torch
 
-__all__ = ["PRECISIONS", "bf16_supported", "resolve_precision", "autocast", "grad_scaler", "resolve_compile"]
+__all__ = ["PRECISIONS", "bf16_supported", "explain_precision", "resolve_precision", "autocast", "grad_scaler",
+           "resolve_compile"]
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+NATIVE_BF16 = (8, 0)  # the first CUDA compute capability with bfloat16 in its tensor cores (Ampere)
+
+
+def _native_bf16(device: torch.device) -> bool:
+    if torch.version.hip:  # AMD GPUs under ROCm: every architecture PyTorch supports has bf16
+        return True
+    return tuple(torch.cuda.get_device_capability(device)) >= NATIVE_BF16
+
+
 def bf16_supported(device: torch.device) -> bool:
-    """Whether ``device`` computes in bfloat16 at full speed (CUDA: ``torch.cuda.is_bf16_supported``)."""
+    """Whether ``device`` computes in bfloat16: a CUDA GPU only where it is native (compute capability
+    8.0 or more; ``torch.cuda.is_bf16_supported()`` would also count a T4's slow emulation), a CPU by
+    autocast (correct, but slower than float32 on most CPUs), an Apple GPU not."""
+    device = torch.device(device)
     if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
-    return device.type == "cpu"  # CPU autocast supports bf16 (slower than fp32 on most CPUs, but correct)
+        return _native_bf16(device)
+    return device.type == "cpu"
+
+
+def explain_precision(device: torch.device, precision: str = "auto") -> str:
+    """The format a run on ``device`` uses for ``precision``, and why, in one line."""
+    device = torch.device(device)
+    chosen = resolve_precision(precision, device)
+    if precision != "auto":
+        return f"{chosen} (asked for)"
+    if device.type == "cuda":
+        name, cap = torch.cuda.get_device_name(device), ".".join(map(str, torch.cuda.get_device_capability(device)))
+        if chosen == "bf16":
+            return f"bf16 autocast: the {name} (compute capability {cap}) computes bfloat16 natively"
+        return (f"fp16 autocast with a gradient scaler: the {name} (compute capability {cap}) has no native "
+                "bfloat16 (8.0 or newer), only a slow emulation")
+    where = "an Apple GPU" if device.type == "mps" else "a CPU"
+    return f"fp32: {where} trains in float32 (bfloat16 there is slower or unsupported)"
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -72,10 +106,11 @@ def _has_triton() -> bool:
 def resolve_compile(requested: bool | str, device: torch.device) -> bool:
     """Whether to ``torch.compile``: ``requested`` is True, False or ``"auto"``.
 
-    It is used on CUDA only, with Triton installed and compute capability 7.0 or more (what
-    Inductor's GPU kernels need). A CPU run stays eager: compiling there needs a C++ toolchain and
-    mostly costs time in a notebook. When compiling was asked for (True) but cannot work here, a
-    warning says why.
+    ``"auto"`` compiles on a CUDA GPU with native bf16 (compute capability 8.0 or more) and Triton
+    installed. A CPU run stays eager (measured: compiling made both race recipes slower on 2 cores), and
+    so does a T4 (7.5) unless asked: its compiling costs minutes of a short notebook run. ``True`` compiles
+    wherever Inductor's GPU kernels work (Triton, capability 7.0 or more). When compiling was asked for
+    (True) but cannot work here, a warning says why.
     """
     if requested not in (True, False, "auto"):
         raise ValueError(f"compile={requested!r}: choose True, False or 'auto'.")
@@ -86,8 +121,10 @@ def resolve_compile(requested: bool | str, device: torch.device) -> bool:
         why = f"on {device.type} the course trains eagerly"
     elif not _has_triton():
         why = "Triton is not installed"
-    elif torch.cuda.get_device_capability(device) < (7, 0):
+    elif tuple(torch.cuda.get_device_capability(device)) < (7, 0):
         why = f"the GPU's compute capability {torch.cuda.get_device_capability(device)} is below 7.0"
+    elif requested == "auto" and not bf16_supported(device):
+        return False  # a T4: eager unless compiling is asked for
     if why is None:
         return True
     if requested is True:

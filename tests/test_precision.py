@@ -13,16 +13,74 @@ CUDA = torch.device("cuda", 0)
 CPU = torch.device("cpu")
 
 
+GPUS = {(7, 5): "Tesla T4", (8, 0): "NVIDIA A100-SXM4-40GB", (9, 0): "NVIDIA H100 80GB HBM3"}
+
+
 @pytest.fixture
 def gpu(monkeypatch):
-    """Pretend to be a CUDA GPU: ``gpu(bf16=..., capability=..., triton=...)``."""
+    """Pretend to be a CUDA GPU of a compute ``capability``: ``gpu(capability=..., triton=...)``.
 
-    def make(bf16=True, capability=(8, 0), triton=True):
-        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    ``torch.cuda.is_bf16_supported()`` answers True on every one of them, as it does on a real T4 (it
+    counts emulated bf16 by default): the course must ask the capability instead."""
+
+    def make(bf16=None, capability=(8, 0), triton=True):
+        if bf16 is not None:  # the older tests' way to ask for a GPU without bf16
+            capability = (8, 0) if bf16 else (7, 5)
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: capability)
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: GPUS.get(capability, "some GPU"))
+        monkeypatch.setattr(torch.version, "hip", None)
         monkeypatch.setattr(P, "_has_triton", lambda: triton)
 
     return make
+
+
+@pytest.mark.parametrize("capability, kind, precision, compiled", [
+    ((7, 5), "gpu-fp16", "fp16", False),  # Colab's free T4: emulated bf16 only
+    ((8, 0), "gpu", "bf16", True),  # A100
+    ((9, 0), "gpu", "bf16", True),  # H100
+])
+def test_the_recipe_kind_precision_and_scaler_follow_the_capability(gpu, monkeypatch, capability, kind, precision,
+                                                                   compiled):
+    from llmcourse.recipes import recipe_for, recipe_kind
+
+    gpu(capability=capability)
+    monkeypatch.delenv("LLMCOURSE_QUICK", raising=False)
+    assert recipe_kind(CUDA) == kind
+    recipe = recipe_for("transformer", device=CUDA)
+    assert recipe.kind == kind and P.resolve_precision(recipe.train.precision, CUDA) == precision
+    assert P.resolve_precision("auto", CUDA) == precision
+    assert P.resolve_compile(recipe.train.compile, CUDA) is compiled
+    scaler = P.grad_scaler(precision, CUDA)
+    assert (scaler is not None) == (precision == "fp16")
+    why = P.explain_precision(CUDA)
+    assert why.startswith(precision) and GPUS[capability] in why and ".".join(map(str, capability)) in why
+
+
+def test_an_apple_gpu_and_a_cpu_train_in_fp32_and_say_why(monkeypatch):
+    monkeypatch.delenv("LLMCOURSE_QUICK", raising=False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    from llmcourse.recipes import recipe_kind
+
+    mps = torch.device("mps")
+    assert recipe_kind(mps) == "cpu" and P.resolve_precision("auto", mps) == "fp32"
+    assert P.grad_scaler("fp32", mps) is None and P.resolve_compile("auto", mps) is False
+    assert "Apple GPU" in P.explain_precision(mps) and "CPU" in P.explain_precision(CPU)
+    assert P.explain_precision(CPU, "bf16") == "bf16 (asked for)"
+
+
+def test_a_t4_compiles_only_when_asked(gpu):
+    gpu(capability=(7, 5))
+    assert P.resolve_compile("auto", CUDA) is False and P.resolve_compile(True, CUDA) is True
+
+
+def test_describe_prints_the_precision_and_why(capsys):
+    from llmcourse.config import describe
+
+    info = describe()
+    assert info["precision"] == P.explain_precision(torch.device(info["device"].split()[0]))
+    assert "precision:" in capsys.readouterr().out
 
 
 def test_auto_is_bf16_on_an_ampere_gpu_fp16_on_a_t4_fp32_on_cpu_and_mps(gpu):
