@@ -48,6 +48,8 @@ __all__ = [
     "world_size",
     "is_main_process",
     "device",
+    "placement",
+    "processes_per_machine",
     "per_process_batch",
     "distributed_loader",
     "synthetic_ids",
@@ -113,16 +115,37 @@ def is_main_process() -> bool:
     return rank() == 0
 
 
-def device() -> torch.device:
-    """The device of this process: GPU ``LOCAL_RANK`` where :func:`llmcourse.config.get_device` picks
-    CUDA; the CPU instead of an Apple GPU under ``torchrun`` (no DDP backend serves it); else what
-    ``get_device`` picks."""
+def processes_per_machine() -> int:
+    """How many processes ``torchrun`` started on this machine (its ``LOCAL_WORLD_SIZE``); 1 without it."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", 1)))
+
+
+def placement(nproc: int) -> tuple[str, str]:
+    """Where ``nproc`` processes on this machine train, and why: ``("cuda", why)`` when each can have a
+    GPU of its own (NCCL), else ``("cpu", why)`` (gloo): no GPU, one GPU for two processes (Colab), or an
+    Apple GPU, which no DDP backend serves. Every process decides alike, so they all agree."""
     chosen = get_device()
     if chosen.type == "cuda":
+        count = torch.cuda.device_count()
+        if count >= nproc:
+            return "cuda", f"{nproc} processes on {nproc} of this machine's {count} GPUs (NCCL)"
+        return "cpu", (f"{nproc} processes on the CPU (gloo): this machine has {count} GPU{'s' * (count != 1)}, and "
+                       "DDP gives each process a GPU of its own")
+    if chosen.type == "mps":
+        return "cpu", f"{nproc} processes on the CPU (gloo): no DDP backend serves an Apple GPU"
+    return "cpu", f"{nproc} processes on the CPU (gloo)"
+
+
+def device() -> torch.device:
+    """The device of this process. Under ``torchrun``: GPU ``LOCAL_RANK`` where every process on this
+    machine can have a GPU of its own, else the CPU (:func:`placement`); without it, what
+    :func:`llmcourse.config.get_device` picks."""
+    chosen = get_device()
+    if "RANK" not in os.environ:
+        return chosen
+    if placement(processes_per_machine())[0] == "cuda":
         return torch.device("cuda", local_rank())
-    if chosen.type == "mps" and "RANK" in os.environ:
-        return torch.device("cpu")
-    return chosen
+    return torch.device("cpu")
 
 
 def _whole(value: object) -> bool:

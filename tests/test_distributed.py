@@ -200,3 +200,24 @@ def test_bad_input_is_a_clear_error(monkeypatch):
                                            "launch the script with torchrun"):
         distributed.setup()
     assert not torch.distributed.is_initialized()
+
+
+def _fake_gpus(monkeypatch, count: int) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    monkeypatch.delenv("LLMCOURSE_DEVICE", raising=False)
+
+
+@pytest.mark.parametrize("gpus, where", [(0, "cpu"), (1, "cpu"), (2, "cuda"), (8, "cuda")])
+def test_two_processes_use_gpus_only_where_each_has_its_own(monkeypatch, gpus, where):
+    """Colab's one GPU cannot hold two DDP processes (rank 1 would ask for cuda:1): both then use the CPU."""
+    _fake_gpus(monkeypatch, gpus)
+    kind, why = distributed.placement(2)
+    assert kind == where and ("gloo" if where == "cpu" else "NCCL") in why
+    if gpus == 1:
+        assert "1 GPU," in why
+    for rank in ("0", "1"):  # every process of the group decides alike
+        monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("LOCAL_RANK", rank)
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+        assert distributed.device() == (torch.device("cuda", int(rank)) if where == "cuda" else torch.device("cpu"))
