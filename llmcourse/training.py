@@ -55,6 +55,7 @@ from torch import Tensor, nn
 from .config import get_device
 from .files import atomic_write
 from .heads import lm_loss
+from . import resume
 from .precision import PRECISIONS, autocast, grad_scaler, resolve_compile, resolve_precision
 
 __all__ = [
@@ -111,7 +112,7 @@ def _check_numbers(c: "TrainConfig") -> None:
         raise ValueError(f"grad_clip={c.grad_clip!r}: give a positive gradient norm, or None to switch clipping off.")
     if not (_finite(c.min_lr_ratio) and 0 <= c.min_lr_ratio <= 1):
         raise ValueError(f"min_lr_ratio={c.min_lr_ratio!r}: the schedule's end as a fraction of lr, in [0, 1].")
-    for name in ("max_steps", "eval_every", "max_eval_batches", "patience"):
+    for name in ("max_steps", "eval_every", "max_eval_batches", "patience", "resume_every"):
         value = getattr(c, name)
         if value is not None and not _whole(value, 1):
             raise ValueError(f"{name}={value!r}: give a whole number >= 1, or None.")
@@ -145,6 +146,9 @@ class TrainConfig:
     precision: str = "auto"  # "auto" (bf16 or fp16 on CUDA, fp32 elsewhere), "bf16", "fp16" or "fp32"
     compile: bool | str = False  # torch.compile: True, False or "auto" (CUDA with Triton only)
     checkpoint_dir: str | None = None  # where the best model is saved (safetensors + JSON)
+    resume_dir: str | None = None  # where the whole training state is kept, to resume after a disconnect
+    resume_every: int | None = None  # steps between saves of that state (with resume_dir) ...
+    resume_every_seconds: float | None = None  # ... or seconds of training (default with resume_dir: 60)
     log_every: int = 10  # steps between entries of the training history
     progress: bool = True  # a tqdm progress bar
 
@@ -164,6 +168,9 @@ class TrainConfig:
             raise ValueError("Give epochs >= 1, max_steps or budget_seconds.")
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ValueError(f"warmup_fraction={self.warmup_fraction}: choose a fraction in [0, 1).")
+        if self.resume_every_seconds is not None and not (_finite(self.resume_every_seconds)
+                                                          and self.resume_every_seconds > 0):
+            raise ValueError(f"resume_every_seconds={self.resume_every_seconds!r}: give a positive number of seconds.")
         if self.eval_every_seconds is not None and not self.eval_every_seconds > 0:
             raise ValueError(f"eval_every_seconds={self.eval_every_seconds}: give a positive number of seconds.")
         if self.precision not in PRECISIONS:
@@ -259,6 +266,10 @@ class _Clock:
         self._start = time.perf_counter()
         self._paused = 0.0
         self.next_eval_seconds = config.eval_every_seconds
+
+    def go_on_from(self, seconds: float) -> None:
+        """A resumed run: the clock goes on from the seconds of training already done."""
+        self._start -= seconds
 
     def seconds(self) -> float:
         return self.agree(time.perf_counter() - self._start - self._paused)
@@ -609,13 +620,23 @@ def train(model: nn.Module, train_data: Iterable, valid_data: Iterable | None = 
     progress = _Progress(config, clock, history, show=team.main)
     validator = _Validator(model, forward_model, valid_data, loss_fn, config, history, clock, device, precision,
                            team, progress.write)
-    step, epoch, stop = 0, 0, False  # stop: early stopping
+    resumer = _Resumer(model, updater, config, validator, team, train_data) if config.resume_dir else None
+    step, epoch, skip = resumer.restore(history, clock) if resumer else (0, 0, 0)
+    progress.start = clock.seconds()
+    stop = False  # early stopping
     model.train()
     try:
         while epoch < clock.epochs and not stop and not clock.done(step):
-            state, steps_before = None, step
+            steps_before, state = step, None
             _set_epoch(train_data, epoch)
-            for x, y in train_data:
+            if resumer:
+                resumer.start_epoch(skip)
+            batches = iter(train_data)
+            if skip:  # a resumed run: past the batches of this epoch it had trained on, with its state
+                for _ in range(skip):
+                    next(batches, None)
+                state = resumer.resumed_here(device)
+            for x, y in batches:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 lr = clock.lr(step)
                 updater.set_lr(lr)
@@ -628,14 +649,16 @@ def train(model: nn.Module, train_data: Iterable, valid_data: Iterable | None = 
                 progress.update(step, epoch, lr, total, int(count), finished)
                 if clock.validation_due(step):
                     stop = validator.validate(step, epoch)
+                if resumer:
+                    resumer.after_step(step, epoch, state, history, clock)
                 if stop or finished:
                     break
-            if step == steps_before:
+            if step == steps_before and not skip:
                 raise ValueError("train_data gave no batch: it is empty (too few tokens for one batch?).")
             if history.train_tokens == 0:
                 raise ValueError("Every target in train_data is -100 (ignored): there is nothing to learn, and "
                                  "the loss would read 0 (perplexity 1). Check how the targets were built.")
-            epoch += 1
+            epoch, skip = epoch + 1, 0
             if not stop and not (config.eval_every or config.eval_every_seconds):
                 stop = validator.validate(step, epoch)  # at the end of each epoch
         if not stop and valid_data is not None and (not history.valid or history.valid[-1]["step"] != step):
@@ -643,9 +666,87 @@ def train(model: nn.Module, train_data: Iterable, valid_data: Iterable | None = 
     finally:
         progress.bar.close()
     history.stopped_early, history.steps, history.train_seconds = stop, step, clock.seconds()
+    if resumer:  # the finished run: started again, it returns at once with these weights and this history
+        resumer.save(step, epoch, None, history, clock)
     if validator.best_state is not None:
         model.load_state_dict(validator.best_state)
     return history
+
+
+class _Resumer:
+    """The whole training state, saved to ``config.resume_dir`` every ``resume_every`` steps or
+    ``resume_every_seconds`` and at the end, and put back when a run starts (:mod:`llmcourse.resume`).
+    It keeps the random state each epoch's data was drawn from and how many of its batches were trained
+    on, so that a resumed run skips to the same batch of the same shuffle."""
+
+    def __init__(self, model: nn.Module, updater: "_Updater", config: TrainConfig, validator: "_Validator",
+                 team: "_Alone", train_data: Iterable):
+        if team.size > 1:
+            raise ValueError("resume_dir is for one process: a torchrun group would need one state per process. "
+                             "Use checkpoint_dir to keep the best weights instead.")
+        self.model, self.updater, self.config, self.validator, self.data = model, updater, config, validator, train_data
+        self.directory = Path(config.resume_dir)
+        self.expected = resume.fingerprint(model, config)
+        self.every_seconds = config.resume_every_seconds or (None if config.resume_every else 60.0)
+        self.next_save = self.every_seconds
+        self.saved: dict | None = None
+        self.batch_in_epoch, self.epoch_rng = 0, None
+
+    def restore(self, history: History, clock: "_Clock") -> tuple[int, int, int]:
+        """Put a saved state back: ``(step, epoch, batches of that epoch already trained on)``."""
+        saved = resume.load_state(self.directory, self.expected)
+        if saved is None:
+            return 0, 0, 0
+        self.model.load_state_dict(saved["model"])
+        self.updater.optimizer.load_state_dict(saved["optimizer"])
+        if self.updater.scaler is not None and saved["scaler"]:
+            self.updater.scaler.load_state_dict(saved["scaler"])
+        restored = History.from_dict(json.loads(saved["history"]))
+        for f in dataclasses.fields(History):
+            setattr(history, f.name, getattr(restored, f.name))
+        self.validator.best_state, self.validator.bad_validations = saved["best_state"], saved["bad_validations"]
+        clock.go_on_from(saved["seconds"])
+        clock.next_eval_seconds = saved["next_eval_seconds"]
+        if self.every_seconds:
+            self.next_save = saved["seconds"] + self.every_seconds
+        if not saved["batch_in_epoch"]:  # saved between epochs: the next one draws from here
+            resume.set_rng_state(saved["step_rng"], self.data)
+        self.saved = saved
+        self.validator.write(f"resumed from {self.directory / resume.STATE_FILE}: step {saved['step']}, "
+                             f"{saved['seconds']:.1f} s of training already done")
+        return saved["step"], saved["epoch"], saved["batch_in_epoch"]
+
+    def start_epoch(self, skip: int) -> None:
+        """Before an epoch's data is drawn: keep (resuming mid-epoch: put back) the random state it draws from."""
+        if skip:
+            resume.set_rng_state(self.saved["epoch_rng"], self.data)
+        self.epoch_rng, self.batch_in_epoch = resume.rng_state(self.data), skip
+
+    def resumed_here(self, device: torch.device) -> Any:
+        """Past the batches already trained on: the saved run's random state; its recurrent state returned."""
+        resume.set_rng_state(self.saved["step_rng"], self.data)
+        return resume.restore_recurrent(self.saved["recurrent"], device)
+
+    def after_step(self, step: int, epoch: int, state: Any, history: History, clock: "_Clock") -> None:
+        self.batch_in_epoch += 1
+        if (self.config.resume_every and step % self.config.resume_every == 0) or (
+                self.next_save is not None and clock.seconds() >= self.next_save):
+            self.save(step, epoch, state, history, clock)
+
+    def save(self, step: int, epoch: int, state: Any, history: History, clock: "_Clock") -> None:
+        if self.next_save is not None:
+            while self.next_save <= clock.seconds():
+                self.next_save += self.every_seconds
+        with clock.paused():
+            v = self.validator
+            resume.save_state(self.directory, {
+                "fingerprint": self.expected, "step": step, "epoch": epoch, "batch_in_epoch": self.batch_in_epoch,
+                "seconds": clock.seconds(), "next_eval_seconds": clock.next_eval_seconds,
+                "model": self.model.state_dict(), "optimizer": self.updater.optimizer.state_dict(),
+                "scaler": self.updater.scaler.state_dict() if self.updater.scaler is not None else None,
+                "history": json.dumps(history.to_dict()), "best_state": v.best_state,
+                "bad_validations": v.bad_validations, "recurrent": resume.detached_copy(state),
+                "epoch_rng": self.epoch_rng, "step_rng": resume.rng_state(self.data)})
 
 
 def _try_compile(model: nn.Module) -> nn.Module:
