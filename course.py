@@ -5,6 +5,8 @@
     python3 course.py test    # create the same .venv, run the unit tests and every notebook (nbval)
     python3 course.py refresh 02 04   # maintainers: re-run notebooks in full mode, outputs saved in place
     python3 course.py links   # maintainers: copy the repository address from pyproject.toml everywhere
+    python3 course.py colab   # maintainers: Colab's Python and package versions, the course installed as
+                              # the Colab cell does, every notebook in quick mode (.venv-colab)
 
 Only Python 3.10+ and pip are needed. The environment lives in .venv beside this file and is
 reused by later runs. torch is installed first and pinned (``torch==2.13.0``, or
@@ -120,6 +122,9 @@ def refresh(names: list[str]) -> int:
     paths = notebook_paths(names)
     python = setup()
     env = dict(os.environ, LLMCOURSE_QUICK="0")
+    # each notebook's Colab install is pinned to the commit whose package it runs with: HEAD, committed
+    run(python, "-c", "import sys; from pathlib import Path; from llmcourse._links import rewrite_all; "
+                      "rewrite_all(pin=[Path(p) for p in sys.argv[1:]])", *paths)
     for path in paths:
         start = time.perf_counter()
         run(python, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--inplace",
@@ -130,15 +135,80 @@ def refresh(names: list[str]) -> int:
     return 0
 
 
+# Google Colab's image of August 2026: the versions a Colab learner has, which the course must not replace.
+COLAB_PYTHON = "3.13"
+COLAB_PACKAGES = ["torch==2.11.*", "transformers==5.15.*", "datasets==4.0.*", "tqdm==4.67.*", "ipywidgets==7.7.1",
+                  "numpy>=2,<3", "matplotlib==3.10.*"]
+
+
+def colab(extra: list[str]) -> int:
+    """Build ``.venv-colab`` with Colab's Python (``--python``: a 3.13 interpreter) and its package versions,
+    install the course the way the Colab cell does (pip, from git at ``HEAD``, Colab's packages kept), and
+    run every notebook in quick mode with nbval there; prints what was installed and how long each step took."""
+    parser = argparse.ArgumentParser(prog="course.py colab")
+    parser.add_argument("--python", default=None, help="a Python 3.13 interpreter (default: pyenv's 3.13, else python3.13)")
+    parser.add_argument("--install-only", action="store_true", help="build the environment, run nothing")
+    args, pytest_args = parser.parse_known_args(extra)
+    python = args.python or _find_python(COLAB_PYTHON)
+    venv = ROOT / ".venv-colab"
+    bin_python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    timings = {}
+    start = time.perf_counter()
+    if not bin_python.exists():
+        run(python, "-m", "venv", venv)
+    run(bin_python, "-m", "pip", "install", "-q", *COLAB_PACKAGES)  # Colab's image, before the course
+    timings["Colab's packages"] = time.perf_counter() - start
+    start = time.perf_counter()
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    # what the notebooks' first cell runs on Colab: pip install "llmcourse @ git+URL@COMMIT", Colab's torch kept
+    run(bin_python, "-m", "pip", "install", "-q", f"llmcourse @ git+file://{ROOT}@{head}", "pytest>=8", "nbval>=0.11",
+        "ipykernel")
+    timings["the course (as the Colab cell installs it)"] = time.perf_counter() - start
+    versions = subprocess.run([str(bin_python), "-c", "import sys, torch, transformers, datasets, tqdm, ipywidgets, "
+                               "numpy, matplotlib, llmcourse; print(f'Python {sys.version.split()[0]}', *(f'{m.__name__} "
+                               "{m.__version__}' for m in (torch, transformers, datasets, tqdm, ipywidgets, numpy, "
+                               "matplotlib)), sep=', ')"], capture_output=True, text=True, check=True).stdout.strip()
+    print("Colab's versions here:", versions)
+    for what, seconds in timings.items():
+        print(f"  {what}: {seconds:.0f} s")
+    if args.install_only:
+        return 0
+    env = dict(os.environ, LLMCOURSE_QUICK="1")
+    cmd = [str(bin_python), "-m", "pytest", "-p", "no:cacheprovider", "notebooks", "--nbval-lax",
+           "--nbval-current-env", *pytest_args]
+    print("+", " ".join(cmd), flush=True)
+    start = time.perf_counter()
+    code = subprocess.run(cmd, cwd=ROOT, env=env).returncode
+    print(f"every notebook in quick mode under Colab's versions: {time.perf_counter() - start:.0f} s, exit {code}")
+    return code
+
+
+def _find_python(version: str) -> str:
+    import shutil
+
+    pyenv = subprocess.run(["pyenv", "root"], capture_output=True, text=True) if shutil.which("pyenv") else None
+    if pyenv and pyenv.returncode == 0:
+        found = sorted(Path(pyenv.stdout.strip(), "versions").glob(f"{version}.*/bin/python{version}"))
+        if found:
+            return str(found[-1])
+    found = shutil.which(f"python{version}")
+    if found:
+        return found
+    raise SystemExit(f"No Python {version} found: install it (pyenv install {version}) or pass --python.")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["lab", "test", "setup", "refresh", "links"],
+    parser.add_argument("command", choices=["lab", "test", "setup", "refresh", "links", "colab"],
                         help="lab: set up and open JupyterLab; test: set up and run all tests; setup: only set up; "
                              "refresh: re-run notebooks (all, or those named) in full mode, saving their outputs; "
                              "links: copy the repository's address from pyproject.toml into badges and install cells")
     args, extra = parser.parse_known_args()
     if args.command == "refresh":
         return refresh(extra)
+    if args.command == "colab":
+        return colab(extra)
     if args.command == "links":
         run(setup(), "-m", "llmcourse._links")
         return 0
