@@ -19,7 +19,9 @@ One concept, one module (and one notebook):
 ``llmcourse.optim``       Adam and AdamW from their update rule (notebook 00)
 ``llmcourse.heads``       the output layer both LMs share: full or adaptive softmax (02, 04)
 ``llmcourse.training``    the one training loop (steps or a time budget), perplexity, checkpoints
+``llmcourse.resume``      the whole training state, saved and resumed after a disconnect (train)
 ``llmcourse.precision``   bf16 / fp16 / fp32 and torch.compile by the device (04)
+``llmcourse.results``     the results table across notebooks; reference rows where one is missing
 ``llmcourse.recipes``     one recipe shape for the LSTM, the Transformer and BERT (02, 04, 05)
 ``llmcourse.budget``      the race's clock sized to the machine: measured rates, tokens needed (02, 04, 06)
 ``llmcourse.plotting``    training curves, the race, Zipf plots, attention heatmaps

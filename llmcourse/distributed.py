@@ -275,6 +275,8 @@ def main(argv: list[str] | None = None) -> History:
     args = _arguments(argv)
     setup()
     try:
+        if is_main_process() and "RANK" in os.environ:  # where the processes train, and why
+            print(placement(processes_per_machine())[1], flush=True)
         batch_size = (per_process_batch(args.global_batch_size) if args.global_batch_size
                       else args.batch_size or 8)
         ids, vocab_size = _token_ids(args)
