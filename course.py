@@ -42,20 +42,66 @@ def has_torch(python: str | os.PathLike) -> bool:
     return probe.returncode == 0
 
 
+READY_CHECK = """
+import importlib.metadata as md, sys
+try:
+    import tomllib
+    from packaging.requirements import Requirement
+except ImportError:  # Python 3.10, or no packaging yet: let pip decide
+    print("cannot check"); sys.exit(2)
+project = tomllib.load(open(sys.argv[1], "rb"))["project"]
+unmet = []
+for text in project["dependencies"] + project["optional-dependencies"]["dev"]:
+    wanted = Requirement(text)
+    try:
+        have = md.version(wanted.name)
+    except md.PackageNotFoundError:
+        unmet.append(f"{wanted.name} (not installed)")
+        continue
+    if wanted.specifier and not wanted.specifier.contains(have, prereleases=True):
+        unmet.append(f"{wanted.name} {have} (pyproject.toml asks for {wanted.specifier})")
+try:
+    if sys.argv[2] not in (md.distribution("llmcourse").read_text("direct_url.json") or ""):
+        unmet.append("llmcourse (installed, but not from this checkout)")
+except md.PackageNotFoundError:
+    unmet.append("llmcourse (not installed)")
+print("\\n".join(unmet))
+sys.exit(2 if unmet else 0)
+"""
+
+
+def unmet_requirements(python: Path, pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
+    """What the environment of ``python`` lacks of ``pyproject`` (empty: ready, no pip needed)."""
+    done = subprocess.run([str(python), "-c", READY_CHECK, str(pyproject), ROOT.as_uri()],
+                          capture_output=True, text=True, cwd=VENV)  # not ROOT: its llmcourse.egg-info would answer
+    return [] if done.returncode == 0 else (done.stdout.strip().splitlines() or ["(the check failed)"])
+
+
 def setup() -> Path:
-    """Create (or update) .venv with the course installed, its test tools included."""
+    """Create (or update) .venv with the course installed, its test tools included. An environment that
+    already has everything ``pyproject.toml`` asks for is used as it is: a second start needs no network."""
     start = time.perf_counter()
     python = venv_python()
+    if python.exists() and has_torch(python) and not unmet_requirements(python):
+        print(f"Environment ready (everything pyproject.toml asks for is installed): {VENV}", flush=True)
+        return python
     if not python.exists():
         keep_torch = has_torch(sys.executable)
         args = ["--system-site-packages"] if keep_torch else []
         if keep_torch:
             print("A torch is already installed for this Python: the environment keeps it.")
         run(sys.executable, "-m", "venv", *args, VENV)
-    if not has_torch(python):
-        # Alone and first, so that no dependency's looser requirement chooses the torch build.
-        run(python, "-m", "pip", "install", TORCH)
-    run(python, "-m", "pip", "install", "-e", ".[dev]")
+    try:
+        if not has_torch(python):
+            # Alone and first, so that no dependency's looser requirement chooses the torch build.
+            run(python, "-m", "pip", "install", TORCH)
+        run(python, "-m", "pip", "install", "-e", ".[dev]")
+    except subprocess.CalledProcessError:
+        unmet = unmet_requirements(python) if python.exists() else ["the environment itself"]
+        raise SystemExit("pip could not install what the course needs (above: is this machine offline?). "
+                         "Missing: " + "; ".join(unmet) + ".\nConnect to the network and run the command again, "
+                         "or install the missing packages from a local folder of wheels "
+                         f"({python} -m pip install --no-index --find-links DIR ...).") from None
     print(f"Environment ready in {time.perf_counter() - start:.0f} s: {VENV}", flush=True)
     return python
 
@@ -198,7 +244,22 @@ def _find_python(version: str) -> str:
     raise SystemExit(f"No Python {version} found: install it (pyenv install {version}) or pass --python.")
 
 
+FOLDER_VARIABLES = ("LLMCOURSE_DATA", "LLMCOURSE_CACHE")
+
+
+def absolute_folders(environ: dict, start: Path | None = None) -> dict:
+    """``LLMCOURSE_DATA`` and ``LLMCOURSE_CACHE`` made absolute against the folder the command was started in
+    (``start``: the current one), once: every kernel then finds them, although it runs in ``notebooks/``."""
+    start = Path.cwd() if start is None else start
+    for name in FOLDER_VARIABLES:
+        value = environ.get(name)
+        if value:
+            environ[name] = str((start / Path(value).expanduser()).resolve())
+    return environ
+
+
 def main() -> int:
+    absolute_folders(os.environ)  # before any command starts a kernel or a subprocess
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["lab", "test", "setup", "refresh", "links", "colab"],
                         help="lab: set up and open JupyterLab; test: set up and run all tests; setup: only set up; "

@@ -25,3 +25,34 @@ def test_an_ambiguous_or_unknown_name_is_a_clear_error():
         course.notebook_paths(["0"])
     with pytest.raises(SystemExit, match="'rnn' names 0 notebooks"):
         course.notebook_paths(["rnn"])
+
+
+def test_relative_data_and_cache_folders_are_made_absolute_once_for_every_kernel(tmp_path):
+    """`LLMCOURSE_DATA=../shared/data python3 course.py test` from the checkout: the kernels run in notebooks/,
+    where the same relative path would name another folder."""
+    import subprocess
+    import sys
+
+    env = course.absolute_folders({"LLMCOURSE_DATA": "../shared/data", "LLMCOURSE_CACHE": "~/c", "OTHER": "x"},
+                                  start=ROOT)
+    assert env == {"LLMCOURSE_DATA": str((ROOT / "../shared/data").resolve()),
+                   "LLMCOURSE_CACHE": str(Path("~/c").expanduser().resolve()), "OTHER": "x"}
+    seen = subprocess.run([sys.executable, "-c", "from llmcourse.config import data_dir; print(data_dir())"],
+                          cwd=ROOT / "notebooks", env={**__import__("os").environ, **env}, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert seen == str((ROOT / "../shared/data").resolve())
+    assert course.absolute_folders({"LLMCOURSE_DATA": ""}) == {"LLMCOURSE_DATA": ""}  # unset stays unset
+
+
+def test_an_environment_that_has_everything_needs_no_pip_and_one_that_lacks_something_says_what(tmp_path):
+    """A second `course.py lab` offline: nothing to install, so pip (and the network) is not called."""
+    import sys
+
+    python = Path(sys.executable)
+    if course.unmet_requirements(python):  # this process does not run in the course's own environment
+        pytest.skip("tests run outside an environment made by course.py from this checkout")
+    text = (ROOT / "pyproject.toml").read_text()
+    wanting = tmp_path / "pyproject.toml"
+    wanting.write_text(text.replace('"numpy>=1.26",', '"numpy>=99",\n    "no-such-package-here>=1",'))
+    assert course.unmet_requirements(python, wanting) == [
+        f"numpy {__import__('numpy').__version__} (pyproject.toml asks for >=99)", "no-such-package-here (not installed)"]
