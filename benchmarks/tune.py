@@ -10,9 +10,17 @@ stood before the search (:data:`CENTRES`); every other field comes from ``llmcou
 recipes the course uses are the winners (lowest validation perplexity), and
 ``tests/test_benchmarks.py`` checks that ``recipe_for`` still holds them.
 
-Saves every trial to ``benchmarks/results/tune_<device>.json``. Run heavy CPU jobs one at a time:
+A second stage (``--stage batch``) searches the batch size the same way for every runner: three
+trials, the batch at a quarter, half and once its size before this stage (:data:`BATCH_CENTRES`), at
+the first stage's learning rate and warm-up, each trial ``--trial-seconds`` long (300 s: the half
+budget of the race, the harder of its two clocks). Fewer sequences per step means more steps in the
+same seconds; on 2 CPU cores the LSTM reads about as many tokens per second at batch 32 as at 64.
+
+Saves every trial to ``benchmarks/results/tune_<device>.json`` (the second stage:
+``tune_batch_<device>.json``). Run heavy CPU jobs one at a time:
 
     LLMCOURSE_DATA=../shared/data .venv/bin/python benchmarks/tune.py
+    LLMCOURSE_DATA=../shared/data .venv/bin/python benchmarks/tune.py --stage batch --trial-seconds 300
 """
 
 from __future__ import annotations
@@ -34,6 +42,15 @@ from _common import default_result_path, save, stamp  # benchmarks/_common.py
 # Where each runner's search is centred: its learning rate and warm-up fraction before the search.
 CENTRES = {"cpu": {"lstm": (3e-3, 0.02), "transformer": (5e-3, 0.03)}}
 LR_FACTORS, WARMUP_FACTORS = (0.5, 1.0, 2.0), (1, 5)
+# The second stage: each runner's batch (sequences per step) before it, and the factors tried.
+BATCH_CENTRES = {"cpu": {"lstm": 64, "transformer": 32}}
+BATCH_FACTORS = (0.25, 0.5, 1.0)
+
+
+def batch_grid(name: str, kind: str) -> list[int]:
+    """The three batch sizes of ``name``'s second stage: the same factors for every runner."""
+    centre_batch = BATCH_CENTRES.get(kind, {}).get(name) or recipe_for(name, kind).batch_size
+    return [max(1, round(centre_batch * f)) for f in BATCH_FACTORS]
 
 
 def grid(name: str, kind: str) -> list[tuple[float, float]]:
@@ -49,8 +66,11 @@ def centre(name: str, kind: str) -> tuple[float, float]:
     return recipe.train.lr, recipe.train.warmup_fraction or 0.02
 
 
-def trial_recipe(name: str, kind: str, lr: float, warmup: float, seconds: float, vocab_size: int) -> Recipe:
+def trial_recipe(name: str, kind: str, lr: float, warmup: float, seconds: float, vocab_size: int,
+                 batch_size: int | None = None) -> Recipe:
     recipe = recipe_for(name, kind, vocab_size=vocab_size)
+    if batch_size is not None:
+        recipe = dataclasses.replace(recipe, batch_size=batch_size)
     train_config = dataclasses.replace(recipe.train, lr=lr, eval_every_seconds=None, eval_every=None,
                                        max_eval_batches=recipe.eval_limit, progress=False)
     recipe = dataclasses.replace(recipe, train=train_config)
@@ -67,7 +87,8 @@ def run_trial(recipe: Recipe, ids: dict, device: torch.device, seed: int) -> dic
     model = recipe.model()
     history = train(model, loaders["train"], loaders["valid"], recipe.train, device=device)
     final = history.valid[-1]  # the weights at the end, validated on the whole validation set (CPU, GPU)
-    return {"lr": recipe.train.lr, "warmup_fraction": recipe.train.warmup_fraction, "steps": history.steps,
+    return {"lr": recipe.train.lr, "warmup_fraction": recipe.train.warmup_fraction, "batch_size": recipe.batch_size,
+            "steps": history.steps,
             "train_seconds": round(history.train_seconds, 1), "train_tokens": history.train_tokens,
             "tokens_per_second": round(history.train_tokens / max(history.train_seconds, 1e-9)),
             "valid_ppl": round(final["ppl"], 2)}
@@ -77,6 +98,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kind", choices=["auto", *KINDS], default="auto")
     parser.add_argument("--models", nargs="+", default=["lstm", "transformer"])
+    parser.add_argument("--stage", choices=["lr", "batch"], default="lr",
+                        help="lr: learning rate by warm-up (six trials); batch: the batch size (three trials)")
     parser.add_argument("--trial-seconds", type=float, default=120.0, help="the training budget of every trial")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=0)
@@ -88,29 +111,40 @@ def main(argv: list[str] | None = None) -> dict:
     ids = {s: numericalize(tokenize_lines(WikiText2(s)), vocab) for s in ("train", "valid", "test")}
     searches = {}
     for name in args.models:
+        recipe = recipe_for(name, kind)
+        if args.stage == "lr":
+            points = [dict(lr=lr, warmup=warmup) for lr, warmup in grid(name, kind)]
+        else:
+            points = [dict(lr=recipe.train.lr, warmup=recipe.train.warmup_fraction or 0.02, batch_size=b)
+                      for b in batch_grid(name, kind)]
         trials = []
-        for lr, warmup in grid(name, kind):
+        for point in points:
             t0 = time.perf_counter()
-            recipe = trial_recipe(name, kind, lr, warmup, args.trial_seconds, len(vocab))
-            trial = run_trial(recipe, ids, device, args.seed) | {"wall_seconds": round(time.perf_counter() - t0, 1)}
+            trial = run_trial(trial_recipe(name, kind, seconds=args.trial_seconds, vocab_size=len(vocab), **point),
+                              ids, device, args.seed) | {"wall_seconds": round(time.perf_counter() - t0, 1)}
             trials.append(trial)
-            print(f"{name:>12}: lr {lr:.2e}, warm-up {warmup:.2f}: {trial['steps']:,} steps, "
-                  f"{trial['tokens_per_second']:,} tokens/s, valid {trial['valid_ppl']:.1f}", flush=True)
+            print(f"{name:>12}: lr {trial['lr']:.2e}, warm-up {trial['warmup_fraction']:.2f}, batch "
+                  f"{trial['batch_size']}: {trial['steps']:,} steps, {trial['tokens_per_second']:,} tokens/s, "
+                  f"valid {trial['valid_ppl']:.1f}", flush=True)
         best = min(trials, key=lambda t: t["valid_ppl"])
-        searches[name] = {"centre": dict(zip(("lr", "warmup_fraction"), centre(name, kind))), "trials": trials,
-                          "winner": {"lr": best["lr"], "warmup_fraction": best["warmup_fraction"],
-                                     "valid_ppl": best["valid_ppl"]}}
-        print(f"{name:>12}: winner lr {best['lr']:.2e}, warm-up {best['warmup_fraction']} "
-              f"(valid {best['valid_ppl']:.1f})")
+        searched = ("lr", "warmup_fraction") if args.stage == "lr" else ("batch_size",)
+        centre_point = (dict(zip(searched, centre(name, kind))) if args.stage == "lr"
+                        else {"batch_size": BATCH_CENTRES.get(kind, {}).get(name, recipe.batch_size)})
+        searches[name] = {"centre": centre_point, "trials": trials,
+                          "winner": {**{k: best[k] for k in searched}, "valid_ppl": best["valid_ppl"]}}
+        print(f"{name:>12}: winner {searches[name]['winner']}")
+    grid_note = (f"learning rate x {list(LR_FACTORS)} by warm-up fraction x {list(WARMUP_FACTORS)} around its centre"
+                 if args.stage == "lr" else
+                 f"batch size x {list(BATCH_FACTORS)} of its centre, at the first stage's learning rate and warm-up")
     result = stamp("tune", device, kind=kind) | {
-        "note": (f"the same search for every runner: learning rate x {list(LR_FACTORS)} by warm-up "
-                 f"fraction x {list(WARMUP_FACTORS)} around its centre, {args.trial_seconds:.0f} s of training per trial "
+        "stage": args.stage,
+        "note": (f"the same search for every runner: {grid_note}, {args.trial_seconds:.0f} s of training per trial "
                  "(warm-up and cosine decay fitted to it), scored on the whole validation set; the test set is "
                  "never read"),
         "trial_seconds": args.trial_seconds, "searches": searches}
-    save(result, args.out or default_result_path("tune", device, kind), echo=False)
+    name = "tune" if args.stage == "lr" else "tune_batch"
+    save(result, args.out or default_result_path(name, device, kind), echo=False)
     return result
-
 
 if __name__ == "__main__":
     main()

