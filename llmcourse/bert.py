@@ -629,12 +629,14 @@ def confusion_matrix(predictions: Sequence[int] | np.ndarray, labels: Sequence[i
 
 def most_confidently_wrong(sentences: Sequence[str], labels: Sequence[int], probs: np.ndarray,
                            k: int = 5) -> list[tuple[str, int, float]]:
-    """The ``k`` mistakes made with the most confidence: ``(sentence, true label, P(predicted label))``."""
+    """The ``k`` mistakes made with the most confidence: ``(sentence, true label, P(predicted label))``.
+
+    ``sentences`` may be a ``datasets`` column, which (datasets 4.0, Colab's) takes Python ints only."""
     probs, labels = np.asarray(probs), np.asarray(labels)
     pred = probs.argmax(-1)
     wrong = np.flatnonzero(pred != labels)
     conf = probs[wrong, pred[wrong]]
-    order = wrong[np.argsort(-conf)][:k]
+    order = wrong[np.argsort(-conf)][:k].tolist()  # Python ints
     return [(sentences[i], int(labels[i]), float(probs[i, pred[i]])) for i in order]
 
 

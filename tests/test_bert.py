@@ -229,6 +229,22 @@ def test_metrics_confusion_and_mistakes():
     assert [w[0] for w in wrong] == ["d", "b"] and wrong[0][2] == pytest.approx(0.99)
 
 
+class _IntKeysOnly(list):
+    """A column as strict as datasets 4.0's (Colab's): a numpy integer key is a TypeError."""
+
+    def __getitem__(self, key):
+        if not isinstance(key, (int, slice)):
+            raise TypeError(f"Wrong key type: {key!r} of type {type(key)}")
+        return super().__getitem__(key)
+
+
+def test_most_confidently_wrong_indexes_a_datasets_column_with_python_ints():
+    y = np.array([1, 0, 0, 1, 1])
+    probs = np.array([[0.1, 0.9], [0.2, 0.8], [0.7, 0.3], [0.99, 0.01], [0.4, 0.6]])
+    wrong = most_confidently_wrong(_IntKeysOnly("abcde"), y, probs, k=5)
+    assert [w[0] for w in wrong] == ["d", "b"]
+
+
 
 
 # ---------------------------------------------------------------------------------------------
