@@ -207,7 +207,9 @@ def colab(extra: list[str]) -> int:
     start = time.perf_counter()
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
                           check=True).stdout.strip()
-    # what the notebooks' first cell runs on Colab: pip install "llmcourse @ git+URL@COMMIT", Colab's torch kept
+    # what the notebooks' first cell runs on Colab: pip install "llmcourse @ git+URL@COMMIT", Colab's torch kept;
+    # a fresh runtime has no llmcourse, and pip would keep one installed here from another commit (same version)
+    subprocess.run([str(bin_python), "-m", "pip", "uninstall", "-y", "-q", "llmcourse"], capture_output=True)
     run(bin_python, "-m", "pip", "install", "-q", f"llmcourse @ git+file://{ROOT}@{head}", "pytest>=8", "nbval>=0.11",
         "ipykernel")
     timings["the course (as the Colab cell installs it)"] = time.perf_counter() - start
@@ -221,8 +223,9 @@ def colab(extra: list[str]) -> int:
     if args.install_only:
         return 0
     env = dict(os.environ, LLMCOURSE_QUICK="1")
-    cmd = [str(bin_python), "-m", "pytest", "-p", "no:cacheprovider", "notebooks", "--nbval-lax",
-           "--nbval-current-env", *pytest_args]
+    paths = [a for a in pytest_args if a.endswith(".ipynb")]  # the notebooks named, else every one
+    cmd = [str(bin_python), "-m", "pytest", "-p", "no:cacheprovider", *(paths or ["notebooks"]), "--nbval-lax",
+           "--nbval-current-env", *(a for a in pytest_args if a not in paths)]
     print("+", " ".join(cmd), flush=True)
     start = time.perf_counter()
     code = subprocess.run(cmd, cwd=ROOT, env=env).returncode
