@@ -56,3 +56,25 @@ def test_an_environment_that_has_everything_needs_no_pip_and_one_that_lacks_some
     wanting.write_text(text.replace('"numpy>=1.26",', '"numpy>=99",\n    "no-such-package-here>=1",'))
     assert course.unmet_requirements(python, wanting) == [
         f"numpy {__import__('numpy').__version__} (pyproject.toml asks for >=99)", "no-such-package-here (not installed)"]
+
+
+def test_lab_opens_with_the_data_there_is_and_names_what_each_notebook_lacks(tmp_path):
+    """Only WikiText-2 here: `lab` names SST-2 and the notebooks that need it, and opens; `test` stops."""
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "data"
+    (folder / "wikitext-2").mkdir(parents=True)
+    for name in ("wiki.train.tokens", "wiki.valid.tokens", "wiki.test.tokens"):
+        (folder / "wikitext-2" / name).write_text("")  # present is all the check asks; loading checks contents
+    env = {**os.environ, "LLMCOURSE_DATA": str(folder)}
+    run = lambda mode: subprocess.run([sys.executable, "-c", course.DATA_CHECK, mode], env=env,  # noqa: E731
+                                      capture_output=True, text=True)
+    lab = run("lab")
+    assert lab.returncode == 0, lab.stderr
+    assert "has no sst2/SST-2/train.tsv (sst2 train)" in lab.stdout
+    assert "JupyterLab opens anyway: notebooks 05, 07 need sst2 and will say so; notebooks 00, 01, 02, 03, 04, " \
+           "06 can run." in lab.stdout
+    strict = run("strict")
+    assert strict.returncode == 2 and "JupyterLab" not in strict.stdout and "sst2" in strict.stdout
