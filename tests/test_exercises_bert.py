@@ -60,6 +60,7 @@ def test_compare_predictions_reports_the_error_and_asks_for_a_guess(capsys):
     assert "you predicted 0.700, off by +0.080" in out and "no prediction" in out and "compare: 0.870" in out
     compare_predictions({"gap": 0.1}, {"gap": 0.05}, reference={"gap": 0.2}, what="measured", reference_label="original")
     assert "gap: measured 0.050; you predicted 0.100, off by -0.050   (original: 0.200)" in capsys.readouterr().out
-    assert "Write your predictions first" not in out
-    compare_predictions({"mean": None}, {"mean": 0.5})
-    assert "Write your predictions first" in capsys.readouterr().out
+    assert "predict first" not in out
+    assert compare_predictions({"mean": None}, {"mean": 0.5}, reference={"mean": 0.9}) == []
+    out = capsys.readouterr().out
+    assert "predict first" in out and "0.5" not in out and "0.9" not in out  # no answer before a guess

@@ -66,9 +66,13 @@ def test_positions_experiment_trains_and_scores_each_choice_alike(capsys):
     out = capsys.readouterr().out
     assert "you predicted 5.0" in out and "no prediction" in out and "40.0" in out
     again = compare_positions(stream[:2_400], stream[2_400:], ("learned",), vocab_size=40, context=16, d_model=16,
-                              n_heads=2, n_layers=1, steps=30, batch_size=8, device="cpu")
+                              n_heads=2, n_layers=1, steps=30, batch_size=8, device="cpu", predicted={"learned": 9})
     assert again["learned"] == pytest.approx(measured["learned"], rel=1e-5)  # the same seed, the same run
-    assert "Write your predictions first" in capsys.readouterr().out
+    capsys.readouterr()
+    unpredicted = compare_positions(stream[:2_400], stream[2_400:], ("learned", "none"), vocab_size=40, steps=30,
+                                    predicted={"learned": None, "none": None})
+    out = capsys.readouterr().out
+    assert unpredicted == {} and "predict first" in out and "positional=" not in out  # no answer before a guess
     with pytest.raises(ValueError, match="below vocab_size"):
         compare_positions(stream, stream, vocab_size=10, steps=1)
     assert "positional" in repr(positions_experiment) and positions_experiment._repr_markdown_().startswith("**")

@@ -96,8 +96,13 @@ def compare_predictions(predicted: dict, measured: dict, reference: dict | None 
     ``predicted`` and ``measured`` map a setting (e.g. ``"mean"``) to a number; a prediction left as
     None is shown as missing. ``reference`` adds a column to compare with (the fine-tuned model, the
     template you started from), printed after ``reference_label``. Prints one line per setting and
-    returns the rows.
+    returns the rows; with no prediction at all it shows nothing measured and returns ``[]``: predict,
+    then measure (a guess made after seeing the answer teaches nothing).
     """
+    if all(predicted.get(key) is None for key in measured):
+        print(f"❌ Not yet — predict first: write your guess for {', '.join(map(repr, measured))} in my_prediction, "
+              "then run the cell again; the measurements are shown once you have.")
+        return []
     rows = []
     for key, value in measured.items():
         guess = predicted.get(key)
@@ -110,7 +115,4 @@ def compare_predictions(predicted: dict, measured: dict, reference: dict | None 
         said = "no prediction" if guess is None else f"you predicted {float(guess):.3f}"
         off = "" if guess is None else f", off by {row['error']:+.3f}"
         print(f"{key:>12}: {what} {float(value):.3f}; {said}{off}{ref}")
-    if all(r["predicted"] is None for r in rows):
-        print("Write your predictions first (replace the None values), then run the cell again: a guess made "
-              "after seeing the answer teaches nothing.")
     return rows

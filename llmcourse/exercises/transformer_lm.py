@@ -166,7 +166,10 @@ def compare_positions(train_ids: Tensor, valid_ids: Tensor, choices=("learned", 
     data, seed and steps; return the validation perplexity of each (scored with the causal mask, every
     token of ``valid_ids`` in consecutive windows). ``train_ids``/``valid_ids`` are id streams ``(n,)``
     whose ids are below ``vocab_size``. Prints each measurement beside ``predicted[choice]`` (your guess)
-    and the ``baseline`` perplexity (word frequencies alone), when given."""
+    and the ``baseline`` perplexity (word frequencies alone), when given.
+
+    With no prediction at all it trains nothing and returns ``{}``: predict, then measure (a guess made
+    after seeing the answer teaches nothing)."""
     from torch.utils.data import DataLoader
 
     from ..data import LMWindowDataset
@@ -176,6 +179,11 @@ def compare_positions(train_ids: Tensor, valid_ids: Tensor, choices=("learned", 
     for name, stream in (("train_ids", train_ids), ("valid_ids", valid_ids)):
         if stream.dim() != 1 or int(stream.max()) >= vocab_size:
             raise ValueError(f"{name} must be a 1-D stream of ids below vocab_size={vocab_size}.")
+    predicted = predicted or {}
+    if all(predicted.get(p) is None for p in choices):
+        print(f"❌ Not yet — predict first: write a validation perplexity for {', '.join(map(repr, choices))} in "
+              "my_prediction, then run the cell again; it trains and measures once you have.")
+        return {}
     base = TransformerConfig(vocab_size, max_context=context, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
                              dropout=0.0, attn_dropout=0.0)
     valid = DataLoader(LMWindowDataset(valid_ids, context), batch_size=64)
@@ -188,15 +196,11 @@ def compare_positions(train_ids: Tensor, valid_ids: Tensor, choices=("learned", 
         train(model, loader, None, TrainConfig(max_steps=steps, lr=lr, warmup_steps=max(1, steps // 15),
                                                log_every=max(1, steps // 10), progress=progress), device=device)
         measured[positional] = math.exp(evaluate(model, valid)[0])
-    predicted = predicted or {}
     for positional, ppl in measured.items():
         guess = predicted.get(positional)
         said = "no prediction" if guess is None else f"you predicted {float(guess):.1f}"
         print(f"positional={positional!r:>13}: validation perplexity {ppl:7.1f}   ({said})")
     if baseline is not None:
         print(f"{'word frequencies alone':>25}: {baseline:7.1f}")
-    if all(predicted.get(p) is None for p in measured):
-        print("Write your predictions first (replace the None values), then run the cell again: a guess made "
-              "after seeing the answer teaches nothing.")
     return measured
 
