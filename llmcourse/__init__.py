@@ -6,6 +6,7 @@ One concept, one module (and one notebook):
 ``llmcourse.config``      device, seed, quick mode, data folder (every notebook)
 ``llmcourse.text``        torchtext-style tokenizer and ``Vocab`` (notebook 00)
 ``llmcourse.data``        WikiText-2 and SST-2 by name, verified; LM batching (00, 02)
+``llmcourse.hub``         the one way to the Hugging Face Hub: address, offline switches, reachability
 ``llmcourse.lm``          chain rule, perplexity, a bigram neural LM (notebook 00)
 ``llmcourse.ngram``       n-gram LMs from counts to modified Kneser-Ney (notebook 01)
 ``llmcourse.rnn``         recurrent networks and the LSTM language model (notebook 02)
