@@ -43,6 +43,12 @@ MODELS = ("lstm", "transformer", "bert", "bert-lora", "gpt-bpe", "llama-bpe")
 RACE_SECONDS = {"cpu": 600.0, "gpu": 600.0, "gpu-fp16": 600.0}
 
 
+def _duration(seconds: float) -> str:
+    """A clock as a recipe's note writes it: ``"10 minutes"``, ``"1 minute"``, ``"90 s"``."""
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{round(seconds)} s" if rest or not minutes else f"{minutes} minute{'s' if minutes > 1 else ''}"
+
+
 @dataclass
 class ClassifierConfig:
     """BERT fine-tuning's model: a pretrained checkpoint (None: the course's default, all-MiniLM-L6-v2,
@@ -136,10 +142,14 @@ class Recipe:
                                        precision=self.train.precision) for s in ("valid", "test")}
 
     def with_budget(self, seconds: float) -> "Recipe":
-        """The same recipe trained for ``seconds`` of wall-clock time (the race's clock)."""
+        """The same recipe trained for ``seconds`` of wall-clock time (the race's clock); its note says
+        the new clock where it named the old one."""
         train = dataclasses.replace(self.train, budget_seconds=float(seconds), max_steps=None,
                                     warmup_steps=0, warmup_fraction=self.train.warmup_fraction or 0.02)
-        return dataclasses.replace(self, train=train)
+        note = self.note
+        if self.train.budget_seconds and _duration(self.train.budget_seconds) in note:
+            note = note.replace(_duration(self.train.budget_seconds), _duration(seconds))
+        return dataclasses.replace(self, train=train, note=note)
 
     def trainer_arguments(self, output_dir: str | None = None, **overrides):
         """BERT: ``transformers.TrainingArguments`` (:func:`llmcourse.bert.training_arguments`) with this

@@ -127,3 +127,13 @@ def test_the_verdict_says_whether_the_order_holds_and_what_budget_would_settle_i
 def test_with_budget_keeps_the_token_need():
     recipe = dataclasses.replace(_recipe("a", needed=123), kind="cpu")
     assert recipe.with_budget(60).tokens_needed == 123
+
+
+def test_a_recipe_on_another_clock_says_that_clock():
+    """LLMCOURSE_BUDGET_SCALE=0.5 gives 300 s: the printed recipe must not still say 10 minutes."""
+    recipe = recipe_for("lstm", "cpu", vocab_size=33_278)
+    assert "10 minutes of training" in recipe.note
+    assert "5 minutes of training" in recipe.with_budget(300).note and "10 minutes" not in recipe.with_budget(300).note
+    assert "450 s of training" in recipe.with_budget(450).note
+    assert recipe.with_budget(600).note == recipe.note
+    assert recipe_for("lstm", "gpu", vocab_size=33_278).with_budget(60).note.endswith("1 minute")
