@@ -311,6 +311,8 @@ def main(argv: list[str] | None = None) -> History:
                                    "effective_batch_size": batch_size * world_size(), "ranks": seen})
             print(f"{history.steps} steps of {batch_size} x {world_size()} windows; last loss "
                   f"{history.train[-1]['loss']:.4f}; saved to {args.out}")
+        if world_size() > 1:  # leave together: a process that tore its group down while rank 0 was still saving
+            dist.barrier()    # was once aborted by gloo (SIGABRT, "terminate called without an active exception")
         return history
     finally:
         cleanup()
