@@ -108,10 +108,9 @@ def setup() -> Path:
 
 DATA_CHECK = """
 import sys
-from llmcourse.data import AVAILABILITY_HELP, DATASETS, check_available
+from llmcourse.data import AVAILABILITY_HELP, DATASETS, missing_by_name
 strict = sys.argv[1] == "strict"
-problems = {name: check_available([name]) for name in DATASETS}
-problems = {name: found for name, found in problems.items() if found}
+problems = missing_by_name()
 if problems:
     every = [p for found in problems.values() for p in found]
     print("The data sets cannot be had on this machine:", *("  - " + p for p in every[:6]), sep="\\n")

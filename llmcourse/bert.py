@@ -156,11 +156,13 @@ def resolve_model(name: str | None = None) -> str:
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ModelNotFound(f"The model folder {name!r} does not exist. Fix the path in {ENV_MODEL}, or unset "
                             "it to use the offline default (all-MiniLM-L6-v2).")
-    if (switch := hub.offline_switch()) and not _cached(name):
+    if _cached(name):
+        return name
+    if (switch := hub.offline_switch()):
         raise ModelNotFound(f"{name!r} is a Hugging Face Hub name, not in the local cache, and this machine is "
                             f"marked offline ({switch}=1), so it cannot be downloaded. Unset {ENV_MODEL} to use "
                             f"the offline default (all-MiniLM-L6-v2), or go online and unset {switch}.")
-    if not _cached(name) and (why := hub.unreachable()):
+    if (why := hub.unreachable()):
         raise ModelNotFound(f"{name!r} is a Hugging Face Hub name, not in the local cache, and the Hub cannot be "
                             f"asked: {why}. Go online (or set HF_ENDPOINT to a mirror that has it), or unset "
                             f"{ENV_MODEL} to use the offline default (all-MiniLM-L6-v2).")

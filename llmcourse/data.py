@@ -44,6 +44,7 @@ __all__ = [
     "DATASETS",
     "dataset_path",
     "check_available",
+    "missing_by_name",
     "WikiText2",
     "SST2",
     "tokenize_lines",
@@ -161,29 +162,36 @@ def dataset_path(name: str, split: str, download: bool = True) -> Path:
     return path
 
 
-def check_available(names: Sequence[str] = tuple(DATASETS), timeout: float = 5.0) -> list[str]:
-    """What stops the course's data sets from being had, in seconds; an empty list when nothing does.
+def missing_by_name(names: Sequence[str] = tuple(DATASETS), timeout: float = 5.0) -> dict[str, list[str]]:
+    """What stops each of the course's data sets from being had, in seconds: ``{name: problems}`` for the
+    data sets that cannot be had (the others are left out), asking the Hub at most once.
 
     Each split must be in ``$LLMCOURSE_DATA`` (when set), or in the cache, or downloadable: the Hub
     (:func:`llmcourse.hub.endpoint`) must answer and the machine must not be marked offline. Files present locally
     are not read here (loading checks them); ``course.py test`` and ``lab`` call this first, so that a
-    machine without the data stops at once with the one message that says what to do.
+    machine without the data stops (or, for ``lab``, says which notebooks lack what) at once.
     """
-    missing, folder = [], data_dir()
+    missing, folder = {}, data_dir()
     for name in names:
         spec = DATASETS[name]
         for split, entry in spec.splits.items():
             if folder is not None:
                 if not (folder / spec.folder / entry.filename).is_file():
-                    missing.append(f"LLMCOURSE_DATA={folder} has no {spec.folder}/{entry.filename} ({name} {split})")
+                    missing.setdefault(name, []).append(
+                        f"LLMCOURSE_DATA={folder} has no {spec.folder}/{entry.filename} ({name} {split})")
             elif not (cache_dir() / spec.folder / entry.filename).is_file():
-                missing.append(f"{name} {split} (not in the cache {cache_dir() / spec.folder})")
+                missing.setdefault(name, []).append(f"{name} {split} (not in the cache {cache_dir() / spec.folder})")
     if not missing or folder is not None:
         return missing
     why = hub.unreachable(timeout)
     if why is None:
-        return []  # the missing files can be downloaded
-    return [f"{m}, and it cannot be downloaded: {why}" for m in missing]
+        return {}  # the missing files can be downloaded
+    return {name: [f"{m}, and it cannot be downloaded: {why}" for m in found] for name, found in missing.items()}
+
+
+def check_available(names: Sequence[str] = tuple(DATASETS), timeout: float = 5.0) -> list[str]:
+    """Every problem of :func:`missing_by_name`, in one list; an empty list when nothing stops the data."""
+    return [p for found in missing_by_name(names, timeout).values() for p in found]
 
 
 AVAILABILITY_HELP = (

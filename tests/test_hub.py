@@ -87,3 +87,13 @@ def test_bert_and_pretrained_ask_the_same_mirror(mirror, monkeypatch, tmp_path):
     monkeypatch.delenv("LLMCOURSE_DATA", raising=False)
     monkeypatch.setenv("LLMCOURSE_CACHE", str(tmp_path / "empty-cache"))
     assert all("marked offline (TRANSFORMERS_OFFLINE=1)" in p for p in data.check_available(["sst2"]))
+
+
+def test_missing_data_asks_the_hub_once_for_every_data_set(mirror, monkeypatch, tmp_path):
+    monkeypatch.delenv("LLMCOURSE_DATA", raising=False)
+    monkeypatch.setenv("LLMCOURSE_CACHE", str(tmp_path / "empty-cache"))
+    assert data.missing_by_name() == {} and _Mirror.requests == ["/"]  # both can be downloaded: one question
+    monkeypatch.setenv("HF_ENDPOINT", DEAD)
+    missing = data.missing_by_name(timeout=2)
+    assert sorted(missing) == ["sst2", "wikitext-2"] and len(missing["sst2"]) == 3
+    assert data.check_available(timeout=2) == [p for found in missing.values() for p in found]
