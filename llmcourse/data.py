@@ -45,6 +45,8 @@ __all__ = [
     "dataset_path",
     "check_available",
     "missing_by_name",
+    "export_folder",
+    "import_folder",
     "WikiText2",
     "SST2",
     "tokenize_lines",
@@ -187,6 +189,46 @@ def missing_by_name(names: Sequence[str] = tuple(DATASETS), timeout: float = 5.0
     if why is None:
         return {}  # the missing files can be downloaded
     return {name: [f"{m}, and it cannot be downloaded: {why}" for m in found] for name, found in missing.items()}
+
+
+def export_folder(dest: str | os.PathLike) -> dict[str, str]:
+    """Every split of the course's data sets, checked (from ``$LLMCOURSE_DATA``, the cache or a download), copied
+    into ``dest`` in the official layout that ``LLMCOURSE_DATA`` reads: a workshop's kit (``course.py stage``).
+    Returns ``{path relative to dest: sha256}``; each file appears whole or not at all."""
+    dest, written = Path(dest), {}
+    for spec in DATASETS.values():
+        for split, entry in spec.splits.items():
+            data = dataset_path(spec.name, split).read_bytes()
+            relative = f"{spec.folder}/{entry.filename}"
+            atomic_write(dest / relative, lambda tmp: tmp.write_bytes(data))
+            written[relative] = hashlib.sha256(data).hexdigest()
+    return written
+
+
+def import_folder(src: str | os.PathLike, sha256: dict[str, str] | None = None) -> list[Path]:
+    """The other end of :func:`export_folder`, on a learner's machine: every split in ``src`` (the official
+    layout) is checked as a file of ``$LLMCOURSE_DATA`` is, and against ``sha256`` (``{relative path: hash}``, the
+    kit's list) where given, all of them *before* anything is copied; then each is copied into the cache
+    (:func:`llmcourse.config.cache_dir`) with its hash noted, as a download is. Returns the cached paths."""
+    src, checked = Path(src), []
+    for spec in DATASETS.values():
+        for split, entry in spec.splits.items():
+            relative = f"{spec.folder}/{entry.filename}"
+            path = src / relative
+            if not path.is_file():
+                raise DataError(f"{src} has no {relative} (the {split} split of {spec.name}): the kit is incomplete. "
+                                "Copy the whole folder again, or stage it anew (python3 course.py stage DIR).")
+            _check_file(path, spec, split, origin="LLMCOURSE_DATA")
+            digest = _sha256(path)
+            if sha256 and sha256.get(relative, digest) != digest:
+                raise DataError(f"{path} has been changed since it was staged: its sha256 is {digest}, the kit's "
+                                f"list says {sha256[relative]}. Copy the folder again from the original.")
+            checked.append((path, cache_dir() / relative, digest))
+    for path, dest, digest in checked:
+        data = path.read_bytes()
+        atomic_write(_hash_note(dest), lambda tmp: tmp.write_text(digest + "\n"))
+        atomic_write(dest, lambda tmp: tmp.write_bytes(data))
+    return [dest for _, dest, _ in checked]
 
 
 def check_available(names: Sequence[str] = tuple(DATASETS), timeout: float = 5.0) -> list[str]:

@@ -7,7 +7,8 @@ import pytest
 
 import subprocess
 
-from llmcourse._links import install_block, pinned_commit, repository_url, rewrite_notebook, rewrite_text
+from llmcourse._links import (WEIGHTS_NOTEBOOKS, install_block, pinned_commit, repository_url, rewrite_notebook,
+                              rewrite_text, without_dependencies)
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
@@ -25,7 +26,8 @@ def test_each_notebook_installs_from_pyprojects_address(path):
     first = next(c for c in nb.cells if c.cell_type == "code")
     commit = pinned_commit(first.source)
     assert commit, "the install is not pinned to a commit: run `python3 course.py links`"
-    assert install_block(repository_url(), commit) in first.source, "run `python3 course.py links`"
+    no_deps = without_dependencies() if path.name.startswith(WEIGHTS_NOTEBOOKS) else []
+    assert install_block(repository_url(), commit, no_deps) in first.source, "run `python3 course.py links`"
     for cell in nb.cells:
         assert rewrite_text(cell.source, repository_url()) == cell.source
 
