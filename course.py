@@ -179,7 +179,7 @@ def stage(extra: list[str]) -> int:
     def in_env(*args) -> object:
         done = subprocess.run([str(python), "-m", "tools.room", *map(str, args)], cwd=ROOT, stdout=subprocess.PIPE,
                               text=True)
-        lines = done.stdout.strip().splitlines()
+        lines = done.stdout.rstrip().splitlines()
         if len(lines) > 1:
             print(*lines[:-1], sep="\n")  # what the step said; its last line is its answer, as JSON
         if done.returncode:
@@ -199,7 +199,12 @@ def stage(extra: list[str]) -> int:
     def wheels():
         for command in room.wheel_commands(python, kit, args.platform, args.python, TORCH, requirements,
                                            without_dependencies()):
-            run(*command)
+            try:
+                run(*command)
+            except subprocess.CalledProcessError:
+                raise SystemExit(f"pip could not download every wheel for {args.platform} and Python {args.python} "
+                                 "(above). The kit is incomplete: check the network (PyPI must answer) and run "
+                                 "the same command again; what was downloaded is kept.") from None
 
     step(f"the wheels for {args.platform}, Python {args.python}", wheels)
     entry = {"platform": args.platform, "python": args.python, "torch": TORCH}

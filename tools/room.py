@@ -34,15 +34,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = "stage.json"
 
-#: The platforms a kit's wheels can be for: pip's platform tag (pip also takes older manylinux and macOS
-#: releases for it) and, for Linux without an NVIDIA GPU, PyTorch's index of CPU builds (PyPI's Linux torch is
-#: the CUDA build, gigabytes that a laptop without an NVIDIA GPU never uses).
+#: The platforms a kit's wheels can be for: the platform tags pip may take for it (pip older than 24 does not
+#: take a manylinux_2_17 wheel on a manylinux_2_28 tag by itself) and, for Linux without an NVIDIA GPU,
+#: PyTorch's index of CPU builds (PyPI's Linux torch is the CUDA build: gigabytes a laptop without an NVIDIA
+#: GPU never uses).
+_LINUX = ["manylinux_2_28_{}", "manylinux_2_17_{}", "manylinux2014_{}", "manylinux_2_5_{}", "manylinux1_{}"]
+_MACOS = [f"macosx_{v}_0_{{}}" for v in (14, 13, 12, 11)] + ["macosx_10_9_universal2", "macosx_10_13_universal2"]
 PLATFORMS = {
-    "linux-cpu": ("manylinux_2_28_x86_64", "https://download.pytorch.org/whl/cpu"),
-    "linux-cuda": ("manylinux_2_28_x86_64", None),
-    "linux-arm64": ("manylinux_2_28_aarch64", None),
-    "macos-arm64": ("macosx_14_0_arm64", None),
-    "windows": ("win_amd64", None),
+    "linux-cpu": ([t.format("x86_64") for t in _LINUX], "https://download.pytorch.org/whl/cpu"),
+    "linux-cuda": ([t.format("x86_64") for t in _LINUX], None),
+    "linux-arm64": ([t.format("aarch64") for t in _LINUX], None),
+    "macos-arm64": ([t.format("arm64") for t in _MACOS], None),
+    "windows": (["win_amd64"], None),
 }
 
 #: The Hub checkpoints a kit carries, and the files of each that ``from_pretrained`` reads (not the TensorFlow,
@@ -137,15 +140,18 @@ def stage_course(kit: Path) -> str:
 def wheel_commands(python: str | os.PathLike, kit: Path, platform_name: str, version: str, torch: str,
                    requirements: list[str], no_deps: list[str]) -> list[list[str]]:
     """The ``pip download`` commands that fill ``kit/wheels`` for one platform and Python: torch alone first
-    (from the platform's torch index where it has one), then the course's requirements with torch pinned, then
-    the packages the course installs without their dependencies."""
+    (from the platform's torch index where it has one), then the course's requirements, torch's own included,
+    with that torch pinned and found in the kit, then the packages the course installs without their
+    dependencies."""
     if platform_name not in PLATFORMS:
         raise KitError(f"Unknown platform {platform_name!r}: choose one of {', '.join(PLATFORMS)}.")
-    tag, torch_index = PLATFORMS[platform_name]
-    base = [str(python), "-m", "pip", "download", "--dest", str(Path(kit, "wheels")), "--only-binary=:all:",
-            "--platform", tag, "--python-version", version, "--implementation", "cp"]
+    tags, torch_index = PLATFORMS[platform_name]
+    wheels = str(Path(kit, "wheels"))
+    base = [str(python), "-m", "pip", "download", "--dest", wheels, "--only-binary=:all:",
+            *(arg for tag in tags for arg in ("--platform", tag)), "--python-version", version, "--implementation", "cp"]
     index = ["--extra-index-url", torch_index] if torch_index else []
-    return [[*base, *index, torch], [*base, *index, torch, *requirements], [*base, "--no-deps", *no_deps]]
+    return [[*base, *index, "--no-deps", torch], [*base, "--find-links", wheels, torch, *requirements],
+            [*base, "--no-deps", *no_deps]]
 
 
 def stage_data(kit: Path) -> dict[str, str]:
