@@ -142,8 +142,22 @@ def setup(kit: Path | None = None) -> Path:
                              "Missing: " + "; ".join(unmet) + f".\n{where}.") from None
         print(f"Environment ready in {time.perf_counter() - start:.0f} s: {VENV}", flush=True)
     if kit is not None:
-        run(python, "-m", "tools.room", "install", Path(kit).resolve())
+        print("Copying the kit's data sets and checkpoints into the caches:", flush=True)
+        room_step(python, "install", Path(kit).resolve(), failed="The kit's files could not be used (above).")
     return python
+
+
+def room_step(python: Path, *args, failed: str) -> object:
+    """``python -m tools.room ARGS`` in the course's environment: prints what the step says and returns its
+    answer (its last line, JSON); stops with ``failed`` when it fails."""
+    done = subprocess.run([str(python), "-m", "tools.room", *map(str, args)], cwd=ROOT, stdout=subprocess.PIPE,
+                          text=True)
+    lines = done.stdout.rstrip().splitlines()
+    if len(lines) > 1:
+        print(*lines[:-1], sep="\n", flush=True)
+    if done.returncode or not lines:
+        raise SystemExit(failed)
+    return json.loads(lines[-1])
 
 
 def stage(extra: list[str]) -> int:
@@ -177,14 +191,8 @@ def stage(extra: list[str]) -> int:
         return answer
 
     def in_env(*args) -> object:
-        done = subprocess.run([str(python), "-m", "tools.room", *map(str, args)], cwd=ROOT, stdout=subprocess.PIPE,
-                              text=True)
-        lines = done.stdout.rstrip().splitlines()
-        if len(lines) > 1:
-            print(*lines[:-1], sep="\n")  # what the step said; its last line is its answer, as JSON
-        if done.returncode:
-            raise SystemExit(f"Staging stopped at: {' '.join(map(str, args[:1]))} (above). The kit is incomplete.")
-        return json.loads(done.stdout.strip().splitlines()[-1])
+        return room_step(python, *args, failed="Staging stopped (above): the kit is incomplete. Run the same "
+                                               "command again once the problem is fixed.")
 
     manifest["course"] = step("the course (git archive of HEAD)", lambda: room.stage_course(kit))
     manifest["data"] = step("the data sets, checked", lambda: in_env("data", kit))
@@ -234,6 +242,9 @@ match the laptop: stage.json lists the platforms and Python versions it holds):
     python3 course.py lab
 
 Later starts need only `python3 course.py lab`, with or without a network.
+
+Licences: WikiText-2 is CC BY-SA 3.0; SST-2 states no licence, so this kit is for your room, not for
+publishing; the checkpoints' licences are on their model cards (GPT-2: MIT; BERT and MiniLM: Apache-2.0).
 """
 
 

@@ -78,6 +78,8 @@ __all__ = [
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 GPU_MODEL = "bert-base-uncased"  # the seeds' model, where a GPU makes its fine-tuning practical
+#: The licences of the checkpoints the course chooses (their model cards), printed with the choice.
+LICENCES = {DEFAULT_MODEL: "Apache-2.0", GPU_MODEL: "Apache-2.0"}
 ENV_MODEL = "LLMCOURSE_BERT_MODEL"
 
 
@@ -109,7 +111,8 @@ class ModelChoice:
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.label} ({self.reason})"
+        licence = f"; licence {LICENCES[self.label]}" if self.label in LICENCES else ""
+        return f"{self.label} ({self.reason}{licence})"
 
 
 def choose_model() -> ModelChoice:

@@ -86,6 +86,7 @@ class DatasetSpec:
     splits: dict[str, Split]
     header: dict[str, str] | None = None  # split -> expected first line (TSV files)
     notebooks: tuple[str, ...] = ()  # the notebooks that load it (notebook 03 needs no data set)
+    source: str = ""  # who made it and under which licence: said once, the first time a notebook loads it
 
 
 # Figures from ../shared/data/README.md: the published sizes of each split.
@@ -106,6 +107,7 @@ DATASETS: dict[str, DatasetSpec] = {
                           "d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0"),
         },
         notebooks=("00", "01", "02", "04", "05", "06", "07"),
+        source="WikiText-2 (Merity et al. 2016, from Wikipedia's Good and Featured articles): licence CC BY-SA 3.0",
     ),
     "sst2": DatasetSpec(
         name="sst2",
@@ -119,6 +121,8 @@ DATASETS: dict[str, DatasetSpec] = {
         },
         header={"train": "sentence\tlabel", "dev": "sentence\tlabel", "test": "index\tsentence"},
         notebooks=("05", "07"),
+        source="SST-2 (Socher et al. 2013, in GLUE: Wang et al. 2018): no licence is stated; use it to study, "
+               "do not republish it",
     ),
 }
 
@@ -396,6 +400,16 @@ def _ensure(folder: Path) -> Path:
 # --------------------------------------------------------------------------------------------
 # Data sets by name, with torchtext's names
 # --------------------------------------------------------------------------------------------
+_SAID: set[str] = set()
+
+
+def _say_source(name: str) -> None:
+    """Print where a data set comes from and its licence, once per process (the first load in a notebook)."""
+    if name not in _SAID:
+        _SAID.add(name)
+        print(DATASETS[name].source)
+
+
 def WikiText2(split: str | Sequence[str] = ("train", "valid", "test")) -> list[str] | tuple[list[str], ...]:
     """The lines of WikiText-2 (v1, tokenized, word level), as ``torchtext.datasets.WikiText2``.
 
@@ -404,6 +418,7 @@ def WikiText2(split: str | Sequence[str] = ("train", "valid", "test")) -> list[s
     """
     if isinstance(split, str):
         path = dataset_path("wikitext-2", split)
+        _say_source("wikitext-2")
         with open(path, encoding="utf-8", newline="") as f:
             return _lines(f.read())
     return tuple(WikiText2(s) for s in split)
@@ -417,6 +432,7 @@ def SST2(split: str | Sequence[str] = ("train", "dev", "test")) -> list[tuple[st
     if not isinstance(split, str):
         return tuple(SST2(s) for s in split)
     path = dataset_path("sst2", split)
+    _say_source("sst2")
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         next(reader)

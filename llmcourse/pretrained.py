@@ -23,6 +23,8 @@ __all__ = ["DEFAULT_CAUSAL_LM", "FEW_SHOT_PROMPT", "load_causal_lm", "try_load_c
            "few_shot"]
 
 DEFAULT_CAUSAL_LM = "gpt2"  # 124 M parameters: OpenAI's smallest GPT-2 (Radford et al. 2019)
+#: The licences of the checkpoints notebook 07 loads by name (their model cards), printed when one is loaded.
+LICENCES = {DEFAULT_CAUSAL_LM: "MIT (OpenAI's GPT-2 licence)"}
 FEW_SHOT_PROMPT = ("France: Paris\nJapan: Tokyo\nItaly: Rome\nEgypt: Cairo\nSpain:")
 
 
@@ -57,6 +59,8 @@ def load_causal_lm(name: str = DEFAULT_CAUSAL_LM, *, device: torch.device | str 
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelNotFound(f"Could not load {name!r}: {first}") from None
+    if name in LICENCES:
+        print(f"{name}: licence {LICENCES[name]}")
     return model.to(get_device(device)).eval(), tokenizer
 
 

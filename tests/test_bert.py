@@ -196,7 +196,8 @@ def test_choose_model_takes_bert_base_with_a_gpu_and_the_hub(monkeypatch):
     monkeypatch.setattr(config, "get_device", lambda prefer=None: torch.device("cuda"))
     choice = bert.choose_model()
     assert (choice.name, choice.label) == ("bert-base-uncased", "bert-base-uncased")
-    assert str(choice) == "bert-base-uncased (a CUDA GPU and the Hugging Face Hub: the seeds' model)"
+    assert str(choice) == ("bert-base-uncased (a CUDA GPU and the Hugging Face Hub: the seeds' model; "
+                           "licence Apache-2.0)")
     assert resolve_model() == "bert-base-uncased"
     loaded = []
     monkeypatch.setattr("transformers.AutoModelForSequenceClassification.from_pretrained",
@@ -211,7 +212,7 @@ def test_choose_model_takes_bert_base_with_a_gpu_and_the_hub(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert "marked offline" in str(bert.choose_model()) and bert.choose_model().label == bert.DEFAULT_MODEL
     monkeypatch.setenv("LLMCOURSE_BERT_MODEL", bert.DEFAULT_MODEL)  # a name always wins
-    assert str(bert.choose_model()) == "all-MiniLM-L6-v2 (chosen by LLMCOURSE_BERT_MODEL)"
+    assert str(bert.choose_model()) == "all-MiniLM-L6-v2 (chosen by LLMCOURSE_BERT_MODEL; licence Apache-2.0)"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -328,3 +328,13 @@ def test_pad_last_scores_every_token_after_the_first_once(n, seq_len, stride):
         assert x.shape == y.shape == (seq_len,)
         keep = y != -100
         assert torch.equal(y[keep][:-1], x[keep][1:])
+
+
+def test_each_data_set_says_its_source_and_licence_once(shared_data, monkeypatch, capsys):
+    monkeypatch.setattr(data, "_SAID", set())
+    data.WikiText2("valid")
+    data.WikiText2(("valid", "test"))
+    data.SST2("dev")
+    said = capsys.readouterr().out.splitlines()
+    assert said == [data.DATASETS["wikitext-2"].source, data.DATASETS["sst2"].source]
+    assert "CC BY-SA 3.0" in said[0] and "no licence is stated" in said[1]

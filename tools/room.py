@@ -184,7 +184,8 @@ def stage_models(kit: Path, names: list[str]) -> dict[str, dict]:
             print(f"  {name}: skipped ({why})")
             continue
         start = time.perf_counter()
-        folder = Path(snapshot_download(name, allow_patterns=MODEL_FILES, cache_dir=Path(kit, "models")))
+        folder = Path(snapshot_download(name, allow_patterns=MODEL_FILES, cache_dir=Path(kit, "models"),
+                                        endpoint=hub.endpoint()))
         files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
         size = sum((folder / f).stat().st_size for f in files)
         found[name] = {"revision": folder.name, "files": files, "bytes": size}
