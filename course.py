@@ -312,21 +312,21 @@ def notebook_paths(names: list[str]) -> list[Path]:
 
 def refresh(names: list[str]) -> int:
     """Run notebooks top to bottom in full mode and save their outputs in place, as committed
-    (tidied by ``llmcourse._tidy`` so that they read well without a kernel).
+    (tidied by ``tools.tidy`` so that they read well without a kernel).
 
     Run them in course order: each one adds its row to the results table (data/results.json)."""
     paths = notebook_paths(names)
     python = setup()
     env = dict(os.environ, LLMCOURSE_QUICK="0")
     # each notebook's Colab install is pinned to the commit whose package it runs with: HEAD, committed
-    run(python, "-c", "import sys; from pathlib import Path; from llmcourse._links import rewrite_all; "
+    run(python, "-c", "import sys; from pathlib import Path; from tools.links import rewrite_all; "
                       "rewrite_all(pin=[Path(p) for p in sys.argv[1:]])", *paths)
     for path in paths:
         start = time.perf_counter()
         run(python, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--inplace",
             "--ExecutePreprocessor.timeout=-1", path, env=env)
         # finished bars as text, static widget fallbacks, no machine paths, a stable kernelspec
-        run(python, "-m", "llmcourse._tidy", path)
+        run(python, "-m", "tools.tidy", path)
         print(f"{path.name}: ran in {time.perf_counter() - start:.0f} s", flush=True)
     return 0
 
@@ -431,7 +431,7 @@ def main() -> int:
     if args.command == "colab":
         return colab(extra)
     if args.command == "links":
-        run(setup(), "-m", "llmcourse._links")
+        run(setup(), "-m", "tools.links")
         return 0
     if args.command == "setup":
         kit = argparse.ArgumentParser(prog="course.py setup")

@@ -7,6 +7,8 @@ One concept, one module (and one notebook):
 ``llmcourse.text``        torchtext-style tokenizer and ``Vocab`` (notebook 00)
 ``llmcourse.data``        WikiText-2 and SST-2 by name, verified; LM batching (00, 02)
 ``llmcourse.hub``         the one way to the Hugging Face Hub: address, offline switches, reachability
+``llmcourse.files``       files written whole or not at all (caches, checkpoints, results)
+``llmcourse.protocols``   what the loop, decoding and the counts may ask of a model, stated once
 ``llmcourse.lm``          chain rule, perplexity, a bigram neural LM (notebook 00)
 ``llmcourse.ngram``       n-gram LMs from counts to modified Kneser-Ney (notebook 01)
 ``llmcourse.rnn``         recurrent networks and the LSTM language model (notebook 02)
@@ -15,6 +17,7 @@ One concept, one module (and one notebook):
 ``llmcourse.seq2seq``     the synthetic encoder–decoder task of notebook 03
 ``llmcourse.attribution`` occlusion and gradient×input against attention weights (03)
 ``llmcourse.transformer`` a GPT-style Transformer LM, export to GPT-2 (notebook 04)
+``llmcourse.bpe``         byte-pair encoding from scratch, equal to ``tokenizers`` (notebook 06)
 ``llmcourse.bert``        masked LM, a BERT encoder, SST-2 fine-tuning helpers (notebook 05)
 ``llmcourse.probes``      a bias probe of a sentence classifier on templated sentences (05)
 ``llmcourse.optim``       Adam and AdamW from their update rule (notebook 00)

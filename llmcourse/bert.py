@@ -132,7 +132,7 @@ def choose_model() -> ModelChoice:
         return minilm(f"no CUDA GPU here: {GPU_MODEL}'s 110 M parameters would take hours to fine-tune on a CPU")
     if (switch := hub.offline_switch()):
         return minilm(f"a GPU, but this machine is marked offline ({switch}=1), so {GPU_MODEL} cannot be had")
-    if not _cached(GPU_MODEL) and (why := hub.unreachable()):
+    if not hub.cached(GPU_MODEL) and (why := hub.unreachable()):
         return minilm(f"a GPU, but {GPU_MODEL} is not in the local cache and the Hub cannot be asked: {why}")
     return ModelChoice(GPU_MODEL, GPU_MODEL, "a CUDA GPU and the Hugging Face Hub: the seeds' model")
 
@@ -159,7 +159,7 @@ def resolve_model(name: str | None = None) -> str:
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ModelNotFound(f"The model folder {name!r} does not exist. Fix the path in {ENV_MODEL}, or unset "
                             "it to use the offline default (all-MiniLM-L6-v2).")
-    if _cached(name):
+    if hub.cached(name):
         return name
     if (switch := hub.offline_switch()):
         raise ModelNotFound(f"{name!r} is a Hugging Face Hub name, not in the local cache, and this machine is "
@@ -170,15 +170,6 @@ def resolve_model(name: str | None = None) -> str:
                             f"asked: {why}. Go online (or set HF_ENDPOINT to a mirror that has it), or unset "
                             f"{ENV_MODEL} to use the offline default (all-MiniLM-L6-v2).")
     return name
-
-
-def _cached(name: str) -> bool:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        return isinstance(try_to_load_from_cache(name, "config.json"), str)
-    except Exception:  # an invalid repo name, an old huggingface_hub: let from_pretrained say what is wrong
-        return False
 
 
 def _load(loader: Callable, name: str | None, what: str, **kwargs):

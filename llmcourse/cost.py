@@ -148,10 +148,10 @@ def training_flops_per_token(model: nn.Module, x: Tensor, y: Tensor | None = Non
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .training import _default_loss, _forward, _is_stateful  # the loop's own forward and loss
+    from .protocols import default_loss, forward_step  # the loop's own forward and loss
 
     y = x.roll(-1, dims=1) if y is None else y
-    loss_fn = loss_fn or _default_loss(model)
+    loss_fn = loss_fn or default_loss(model)
     recurrent_flops = []
 
     def count(module: nn.RNNBase, inputs, _output) -> None:
@@ -164,7 +164,7 @@ def training_flops_per_token(model: nn.Module, x: Tensor, y: Tensor | None = Non
     model.train()
     try:
         with FlopCounterMode(display=False) as counter:
-            output, _ = _forward(model, _is_stateful(model), x, None)
+            output, _ = forward_step(model, x)
             loss_sum, n = loss_fn(output, y)
             (loss_sum / n).backward()
     finally:

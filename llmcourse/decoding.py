@@ -20,11 +20,13 @@ otherwise the output is taken as logits. Taught in notebook 02; reused unchanged
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
+from .protocols import Cacheable, is_stateful, scores
+from .protocols import max_context as model_context
 from .text import check_token_ids
 
 __all__ = [
@@ -37,15 +39,6 @@ __all__ = [
     "generate",
     "generate_text",
 ]
-
-
-@runtime_checkable
-class Cacheable(Protocol):
-    """A model that generates with a key-value cache (notebook 06): ``new_cache()`` returns an empty cache,
-    and ``model(ids, cache=cache)`` reads ``ids`` ``(batch, new)`` as the positions after those already
-    in the cache, adds theirs to it, and returns their output ``(batch, new, ...)``."""
-
-    def new_cache(self) -> Any: ...
 
 
 def _check_logits(logits: Tensor) -> None:
@@ -114,10 +107,7 @@ def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = No
 
 def _next_logits(model: nn.Module, output: Tensor) -> Tensor:
     """The last position's scores from a model's output ``(batch, time, ...)``."""
-    last = output[:, -1]
-    if hasattr(model, "log_probs"):
-        return model.log_probs(last)
-    return last
+    return scores(model, output[:, -1])
 
 
 def _check_ids(ids: Tensor, model: nn.Module) -> None:
@@ -127,7 +117,7 @@ def _check_ids(ids: Tensor, model: nn.Module) -> None:
 
 def _check_cache_use(model: nn.Module, prompt_len: int, max_new_tokens: int, max_context: int | None) -> None:
     """Clear errors for a cache that cannot work, before any work is done."""
-    if getattr(model, "stateful", False):
+    if is_stateful(model):
         raise ValueError(f"{type(model).__name__} is stateful: it already reads each token once and carries the past "
                          "in its state, which is what a cache does for a Transformer. Drop use_cache=True.")
     if not isinstance(model, Cacheable):
@@ -137,7 +127,7 @@ def _check_cache_use(model: nn.Module, prompt_len: int, max_new_tokens: int, max
     if max_context is not None:
         raise ValueError("max_context slides a window over the last ids, which a cache cannot do (it keeps every "
                          "position it has read). Pass use_cache=True or max_context, not both.")
-    limit = getattr(model, "max_context", None)
+    limit = model_context(model)
     # the prompt and every new token but the last are read, each at its own position
     needed = prompt_len + max_new_tokens - 1
     if limit is None or needed <= limit:
@@ -177,7 +167,7 @@ def generate(model: nn.Module, prompt: Tensor, max_new_tokens: int, *, temperatu
     if use_cache:
         _check_cache_use(model, ids.size(1), max_new_tokens, max_context)
     elif max_context is None:
-        max_context = getattr(model, "max_context", None)
+        max_context = model_context(model)
     if max_context is not None and max_context < 1:
         raise ValueError(f"max_context must be at least 1, got {max_context}.")
     try:
@@ -185,7 +175,7 @@ def generate(model: nn.Module, prompt: Tensor, max_new_tokens: int, *, temperatu
     except StopIteration:
         device = ids.device
     ids = ids.to(device)
-    stateful = getattr(model, "stateful", False)
+    stateful = is_stateful(model)
     was_training = model.training
     model.eval()
     try:

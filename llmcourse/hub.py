@@ -6,6 +6,7 @@ and whether it answers. ``llmcourse.data``, ``llmcourse.bert`` and ``llmcourse.p
 * **May it ask**: not when an offline switch is set to a true value: ``HF_HUB_OFFLINE``,
   ``TRANSFORMERS_OFFLINE``, ``HF_DATASETS_OFFLINE`` or the course's own ``LLMCOURSE_OFFLINE``; any of
   them means the same here.
+* **Is it here already**: :func:`cached`, a model in ``huggingface_hub``'s cache (no network needed).
 * **Does it answer**: one HTTP request with a short timeout, so that an offline machine learns it in
   seconds instead of after a minute of a library's retries.
 
@@ -21,7 +22,7 @@ import urllib.request
 
 from .config import any_set
 
-__all__ = ["DEFAULT_ENDPOINT", "OFFLINE_SWITCHES", "endpoint", "offline_switch", "unreachable"]
+__all__ = ["DEFAULT_ENDPOINT", "OFFLINE_SWITCHES", "endpoint", "offline_switch", "unreachable", "cached"]
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 #: The environment variables that mark a machine offline (any one set to 1, true, yes or on).
@@ -52,3 +53,14 @@ def unreachable(timeout: float = 3.0) -> str | None:
         return None  # it answered
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         return f"{url} did not answer ({getattr(exc, 'reason', exc)})"
+
+
+def cached(name: str) -> bool:
+    """True when the Hub model ``name`` is in this machine's ``huggingface_hub`` cache (its ``config.json`` at
+    the default revision): then it loads with no network."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except Exception:  # an invalid repo name, an old huggingface_hub: let from_pretrained say what is wrong
+        return False

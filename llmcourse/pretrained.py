@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from . import hub
-from .bert import ModelNotFound, _cached
+from .bert import ModelNotFound
 from .heads import lm_loss
 from .lm import per_word_perplexity as _per_word
 from .training import stream_nll
@@ -36,7 +36,7 @@ def _where(name: str) -> str:
         return str(Path(name).expanduser())
     if name.startswith((".", "/", "~")):
         raise ModelNotFound(f"The model folder {name!r} does not exist.")
-    if _cached(name):
+    if hub.cached(name):
         return name
     if (why := hub.unreachable()):
         raise ModelNotFound(f"{name!r} is not in the local cache and it cannot be downloaded: {why}.")

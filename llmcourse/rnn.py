@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from .heads import OutputLayer, check_cutoffs
+from .protocols import detach_state  # noqa: F401  (rnn.detach_state: where notebook 02 teaches it)
 from .text import check_token_ids
 
 __all__ = [
@@ -275,16 +276,6 @@ def grad_norms_through_time(rnn: nn.Module, seq_len: int = 50, batch: int = 16, 
     return norms.flip(0).detach()
 
 
-def detach_state(state: State) -> State:
-    """Cut a recurrent state from the graph that produced it (truncated BPTT): a tensor, a tuple of
-    tensors (LSTM), or None. The values stay; gradients no longer flow into earlier windows."""
-    if state is None:
-        return None
-    if isinstance(state, Tensor):
-        return state.detach()
-    return tuple(detach_state(s) for s in state)
-
-
 # --------------------------------------------------------------------------------------------
 # The language model
 # --------------------------------------------------------------------------------------------
@@ -336,6 +327,7 @@ class RNNLM(nn.Module):
 
     config_class = RNNConfig
     stateful = True
+    max_context = None  # it reads any length, carrying its state (llmcourse.protocols.LanguageModel)
 
     def __init__(self, config: RNNConfig):
         super().__init__()
@@ -375,6 +367,12 @@ class RNNLM(nn.Module):
         """Log-probabilities over the whole vocabulary from :meth:`forward`'s output: ``(..., vocab)``."""
         return self.head.log_probs(output)
 
-    def num_parameters(self) -> int:
-        """Trainable parameters, a tied matrix counted once."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+    def num_parameters(self, non_embedding: bool = False) -> int:
+        """Trainable parameters, a tied matrix counted once; ``non_embedding`` leaves out the embedding and an
+        untied full-softmax matrix, as :meth:`llmcourse.transformer.TransformerLM.num_parameters` does."""
+        n = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        if non_embedding:
+            n -= self.embed.weight.numel()
+            if not self.config.tie_weights and self.head.linear is not None:
+                n -= self.head.linear.weight.numel()
+        return n

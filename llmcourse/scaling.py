@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import get_device, seed_everything
+from .protocols import max_context as model_context
 from .recipes import Recipe, recipe_kind
 from .training import TrainConfig, evaluate, train
 from .transformer import TransformerConfig, TransformerLM
@@ -414,7 +415,7 @@ def cloze_accuracy(model: nn.Module, items: Sequence[ClozeItem], *, batch_size: 
     longer than the model reads (``max_context``, default the model's own) keeps its last tokens."""
     if not items:
         raise ValueError("no items to score.")
-    limit = max_context or getattr(model, "max_context", None)
+    limit = max_context or model_context(model)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()

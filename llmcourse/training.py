@@ -8,11 +8,13 @@ Every neural notebook (02 RNN, 04 Transformer, 05 BERT's masked-LM warm-up) trai
   carries the state from one window to the next and detaches it (truncated BPTT).
 
 Targets ``y`` have the shape of ``x``; positions to ignore hold ``-100``. The loop knows a model only
-through ``forward`` and two small protocols: :class:`Stateful` (``stateful = True``: carry the
-state) and :class:`OwnLoss` (a ``loss_fn(output, y) -> (sum of losses, n tokens)`` method, for a model
-whose output is not logits, such as one with an adaptive softmax). The course's language models
-(:class:`llmcourse.rnn.RNNLM`, :class:`llmcourse.transformer.TransformerLM`) follow both without
-importing this module; a ``loss_fn`` argument overrides the model's own.
+through ``forward`` and the protocols of :mod:`llmcourse.protocols`: :class:`~llmcourse.protocols.Stateful`
+(``stateful = True``: carry the state) and :class:`~llmcourse.protocols.OwnLoss` (a ``loss_fn(output, y) ->
+(sum of losses, n tokens)`` method, for a model whose output is not logits, such as one with an adaptive
+softmax), through the helpers that module states once (``forward_step``, ``default_loss``,
+``detach_state``). The course's language models (:class:`llmcourse.rnn.RNNLM`,
+:class:`llmcourse.transformer.TransformerLM`) follow them without importing this module; a ``loss_fn``
+argument overrides the model's own.
 
 A run is as long as a number of steps (``max_steps`` or ``epochs``: bit-for-bit repeatable on a
 CPU) or as long as a **time budget** (``budget_seconds``): then warm-up and decay are fractions of
@@ -46,7 +48,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol, runtime_checkable
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.distributed as dist
@@ -55,6 +57,7 @@ from torch import Tensor, nn
 from .config import get_device
 from .files import atomic_write
 from .heads import lm_loss
+from .protocols import LossFn, OwnLoss, Stateful, default_loss, detach_state, forward_step, is_stateful
 from . import resume
 from .precision import PRECISIONS, autocast, grad_scaler, resolve_compile, resolve_precision
 
@@ -73,24 +76,6 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
 ]
-
-LossFn = Callable[[Any, Tensor], tuple[Tensor, Tensor]]
-
-
-@runtime_checkable
-class Stateful(Protocol):
-    """A model that returns a state to be fed back with the next window: ``model(x, state) -> (output, state)``
-    when ``stateful`` is True (an RNN)."""
-
-    stateful: bool
-
-
-@runtime_checkable
-class OwnLoss(Protocol):
-    """A model that scores its own output: ``loss_fn(output, y) -> (summed loss, number of tokens)``."""
-
-    def loss_fn(self, output: Any, y: Tensor) -> tuple[Tensor, Tensor]: ...
-
 
 def _finite(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
@@ -302,28 +287,6 @@ class _Clock:
         return False
 
 
-def _detach(state: Any) -> Any:
-    if state is None:
-        return None
-    if isinstance(state, Tensor):
-        return state.detach()
-    return type(state)(_detach(s) for s in state)
-
-
-def _is_stateful(model: nn.Module) -> bool:
-    return isinstance(model, Stateful) and bool(model.stateful)
-
-
-def _forward(model: nn.Module, stateful: bool, x: Tensor, state: Any) -> tuple[Any, Any]:
-    if stateful:
-        return model(x, state)
-    return model(x), None
-
-
-def _default_loss(model: nn.Module) -> LossFn:
-    return model.loss_fn if isinstance(model, OwnLoss) else lm_loss
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Iterable, *, loss_fn: LossFn | None = None,
              device: torch.device | None = None, max_batches: int | None = None,
@@ -332,8 +295,8 @@ def evaluate(model: nn.Module, data: Iterable, *, loss_fn: LossFn | None = None,
 
     ``loss_fn`` defaults to the model's own (a course language model) or :func:`lm_loss`."""
     device = device or next(model.parameters()).device
-    loss_fn = loss_fn or _default_loss(getattr(model, "_orig_mod", model))
-    stateful = _is_stateful(getattr(model, "_orig_mod", model))
+    loss_fn = loss_fn or default_loss(getattr(model, "_orig_mod", model))
+    stateful = is_stateful(getattr(model, "_orig_mod", model))
     precision = resolve_precision(precision, device)
     was_training = model.training
     model.eval()
@@ -344,7 +307,7 @@ def evaluate(model: nn.Module, data: Iterable, *, loss_fn: LossFn | None = None,
                 break
             x, y = x.to(device), y.to(device)
             with autocast(precision, device):
-                output, state = _forward(model, stateful, x, state)
+                output, state = forward_step(model, x, state, stateful=stateful)
             loss_sum, n = loss_fn(output, y)
             total += float(loss_sum)
             count += int(n)
@@ -510,7 +473,7 @@ class _StepLoss(nn.Module):
 
     def forward(self, x: Tensor, y: Tensor, state: Any) -> tuple[Tensor, Tensor, Any]:
         with autocast(self.precision, self.device):
-            output, state = _forward(self.model, self.stateful, x, state)
+            output, state = forward_step(self.model, x, state, stateful=self.stateful)
         loss_sum, n = self.loss_fn(output, y)
         return loss_sum, n, state
 
@@ -602,8 +565,8 @@ def train(model: nn.Module, train_data: Iterable, valid_data: Iterable | None = 
     config = config or TrainConfig()
     device = get_device(device)
     model.to(device)
-    loss_fn = loss_fn or _default_loss(model)
-    stateful = _is_stateful(model)
+    loss_fn = loss_fn or default_loss(model)
+    stateful = is_stateful(model)
     try:
         steps_per_epoch = len(train_data)  # type: ignore[arg-type]
     except TypeError:
@@ -643,7 +606,7 @@ def train(model: nn.Module, train_data: Iterable, valid_data: Iterable | None = 
                 loss_sum, n, state = step_loss(x, y, state)  # forward and loss
                 total, count = team.sum(loss_sum, n)  # of the whole batch, over every process
                 updater.step(team.mean_loss(loss_sum, count), step)
-                state = _detach(state)
+                state = detach_state(state)
                 step += 1
                 finished = clock.done(step)
                 progress.update(step, epoch, lr, total, int(count), finished)

@@ -165,7 +165,7 @@ def test_resolve_model_default_and_errors(monkeypatch, tmp_path):
     for switch in bert.hub.OFFLINE_SWITCHES:  # online in name, but the hub cannot be reached: a quick, clear error
         monkeypatch.delenv(switch, raising=False)  # CI sets several
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
-    monkeypatch.setattr(bert, "_cached", lambda name: False)
+    monkeypatch.setattr(bert.hub, "cached", lambda name: False)
     with pytest.raises(ModelNotFound, match="http://127.0.0.1:9 did not answer"):
         resolve_model()
     monkeypatch.setenv("LLMCOURSE_BERT_MODEL", str(tmp_path / "nowhere"))
@@ -186,7 +186,7 @@ def test_choose_model_takes_bert_base_with_a_gpu_and_the_hub(monkeypatch):
     hub = {"reachable": True, "cached": False}
     monkeypatch.setattr(bert.hub, "unreachable",
                         lambda timeout=3.0: None if hub["reachable"] else "https://huggingface.co did not answer")
-    monkeypatch.setattr(bert, "_cached", lambda name: hub["cached"] and name == bert.GPU_MODEL)
+    monkeypatch.setattr(bert.hub, "cached", lambda name: hub["cached"] and name == bert.GPU_MODEL)
 
     monkeypatch.setattr(config, "get_device", lambda prefer=None: torch.device("cpu"))
     choice = bert.choose_model()

@@ -1,4 +1,4 @@
-"""The committed notebooks read well without a kernel: what `course.py refresh` (llmcourse._tidy) guarantees."""
+"""The committed notebooks read well without a kernel: what `course.py refresh` (tools.tidy) guarantees."""
 
 import re
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from llmcourse._tidy import KERNELSPEC
+from tools.tidy import KERNELSPEC
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9]*.ipynb"))
 MACHINE_PATH = re.compile(r"(?<![\w<])(/work/|/home/|/Users/|/tmp/|/root/|[A-Z]:\\\\Users)")

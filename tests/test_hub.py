@@ -67,8 +67,7 @@ def test_the_mirror_answers_or_says_where_it_did_not(mirror, monkeypatch):
 def test_bert_and_pretrained_ask_the_same_mirror(mirror, monkeypatch, tmp_path):
     """A Hub name that is not cached: accepted while the room's mirror answers, a clear error naming it when
     it does not; the same for GPT-2 in notebook 07 and for the data sets."""
-    monkeypatch.setattr(bert, "_cached", lambda name: False)
-    monkeypatch.setattr(pretrained, "_cached", lambda name: False)
+    monkeypatch.setattr(hub, "cached", lambda name: False)  # the one question both ask
     assert bert.resolve_model("bert-base-uncased") == "bert-base-uncased"
     assert pretrained._where("gpt2") == "gpt2"
     assert _Mirror.requests == ["/", "/"]

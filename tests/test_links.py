@@ -7,7 +7,7 @@ import pytest
 
 import subprocess
 
-from llmcourse._links import (WEIGHTS_NOTEBOOKS, install_block, pinned_commit, repository_url, rewrite_notebook,
+from tools.links import (WEIGHTS_NOTEBOOKS, install_block, pinned_commit, repository_url, rewrite_notebook,
                               rewrite_text, without_dependencies)
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -115,7 +115,9 @@ def test_checkpoints_travel_from_the_hub_through_the_kit_and_load_offline(fake_h
     load = ("from llmcourse import pretrained; m, t, why = pretrained.try_load_causal_lm('gpt2', device='cpu'); "
             "print(why or type(m).__name__, t.decode(t('the cat')['input_ids']) if t else '')")
     loaded = subprocess.run([sys.executable, "-c", load], cwd=ROOT, env=learner, capture_output=True, text=True)
-    assert loaded.stdout.split() == ["GPT2LMHeadModel", "the", "cat"], loaded.stderr[-2000:]
+    said = loaded.stdout.splitlines()
+    assert said[-1].split() == ["GPT2LMHeadModel", "the", "cat"], loaded.stderr[-2000:]
+    assert said[0].startswith("gpt2: licence MIT")  # said where it is loaded
 
 
 def test_without_the_hub_a_kit_says_which_checkpoints_it_lacks(monkeypatch, tmp_path):

@@ -1,10 +1,10 @@
-"""llmcourse._tidy: committed notebooks show finished bars, static widget fallbacks and no machine paths."""
+"""tools.tidy: committed notebooks show finished bars, static widget fallbacks and no machine paths."""
 
 from pathlib import Path
 
 import nbformat
 
-from llmcourse._tidy import KERNELSPEC, WIDGET_NOTE, machine_paths, tidy, tidy_file
+from tools.tidy import KERNELSPEC, WIDGET_NOTE, machine_paths, tidy, tidy_file
 
 VIEW = "application/vnd.jupyter.widget-view+json"
 

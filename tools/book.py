@@ -65,7 +65,7 @@ def repository() -> str:
     """The repository's address, from pyproject.toml (the one place it is written)."""
     sys.path.insert(0, str(ROOT))  # the course's package, installed or not
     try:
-        from llmcourse._links import repository_url
+        from tools.links import repository_url
     finally:
         sys.path.remove(str(ROOT))
     return repository_url(ROOT)

@@ -1,6 +1,6 @@
 """Make an executed notebook read well where no kernel runs it (GitHub, a fresh JupyterLab), as committed.
 
-``python3 course.py refresh`` runs each notebook, then this module (``python -m llmcourse._tidy PATH...``):
+``python3 course.py refresh`` runs each notebook, then this module (``python -m tools.tidy PATH...``):
 
 * a finished **progress bar** (tqdm's widget) becomes its final line of text, ``training: 100%|██████████| 600/600 s
   [...]``, instead of the widget's first repr (``0%``), which is all that shows without the widget state;
