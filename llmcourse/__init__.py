@@ -22,7 +22,9 @@ One concept, one module (and one notebook):
 ``llmcourse.probes``      a bias probe of a sentence classifier on templated sentences (05)
 ``llmcourse.optim``       Adam and AdamW from their update rule (notebook 00)
 ``llmcourse.heads``       the output layer both LMs share: full or adaptive softmax (02, 04)
-``llmcourse.training``    the one training loop (steps or a time budget), perplexity, checkpoints
+``llmcourse.training``    the one training loop (steps or a time budget), perplexity
+``llmcourse.checkpoints`` weights as safetensors and config as JSON, loaded back without pickle
+``llmcourse.ddp``         what the loop does differently as one of several processes (DDP)
 ``llmcourse.resume``      the whole training state, saved and resumed after a disconnect (train)
 ``llmcourse.precision``   bf16 / fp16 / fp32 and torch.compile by the device (04)
 ``llmcourse.results``     the results table across notebooks; reference rows where one is missing

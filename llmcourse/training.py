@@ -39,11 +39,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
 import json
 import math
 import numbers
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -51,12 +49,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 
 from .config import get_device
-from .files import atomic_write
 from .heads import lm_loss
+from . import ddp
+from .checkpoints import load_checkpoint, save_checkpoint
 from .protocols import LossFn, OwnLoss, Stateful, default_loss, detach_state, forward_step, is_stateful
 from . import resume
 from .precision import PRECISIONS, autocast, grad_scaler, resolve_compile, resolve_precision
@@ -67,6 +65,7 @@ __all__ = [
     "TrainConfig",
     "History",
     "lm_loss",
+    "train_simple",
     "train",
     "evaluate",
     "evaluate_perplexity",
@@ -76,6 +75,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
 ]
+
 
 def _finite(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
@@ -361,7 +361,7 @@ class _Validator:
 
     def __init__(self, model: nn.Module, forward_model: nn.Module, valid_data: Iterable | None, loss_fn: LossFn,
                  config: TrainConfig, history: History, clock: _Clock, device: torch.device, precision: str,
-                 team: _Alone, write: Callable[[str], None]):
+                 team: ddp.Alone, write: Callable[[str], None]):
         self.model, self.forward_model, self.valid_data, self.loss_fn = model, forward_model, valid_data, loss_fn
         self.config, self.history, self.clock, self.device, self.precision = config, history, clock, device, precision
         self.team, self.write = team, write
@@ -393,36 +393,26 @@ class _Validator:
         return config.patience is not None and self.bad_validations > config.patience
 
 
-class _Updater:
-    """One optimizer update: the learning rate of this step, backward (scaled in fp16), clipping, step."""
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float, config: TrainConfig) -> None:
+    """This step's learning rate; parameter groups keep their ratio to ``config.lr`` (an optimizer passed in
+    may give its groups different rates)."""
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", group["lr"])
+        group["lr"] = lr * group["initial_lr"] / config.lr if config.lr else lr
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig, scaler):
-        self.model, self.optimizer, self.config, self.scaler = model, optimizer, config, scaler
-        for group in optimizer.param_groups:
-            group.setdefault("initial_lr", group["lr"])
 
-    def set_lr(self, lr: float) -> None:
-        for group in self.optimizer.param_groups:  # groups keep their ratio to config.lr
-            group["lr"] = lr * group["initial_lr"] / self.config.lr if self.config.lr else lr
+def _check_finite(loss: Tensor, step: int) -> None:
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"The loss became {loss.item()} at step {step}: lower the learning "
+                                 "rate, or check the data for targets outside the vocabulary.")
 
-    def step(self, loss: Tensor, step: int) -> None:
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"The loss became {loss.item()} at step {step}: lower the learning "
-                                     "rate, or check the data for targets outside the vocabulary.")
-        optimizer, scaler = self.optimizer, self.scaler
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is None:
-            loss.backward()
-        else:  # fp16: scale the loss so that small gradients do not underflow, unscale before clipping
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-        if self.config.grad_clip is not None:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        if scaler is None:
-            optimizer.step()
-        else:
-            scaler.step(optimizer)
-            scaler.update()
+
+def _clip(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+          max_norm: float | None) -> None:
+    """Clip the gradients' norm to ``max_norm`` (None: no clipping), unscaled first in fp16."""
+    if max_norm is not None:
+        scaler.unscale_(optimizer)  # a no-op unless the loss was scaled (fp16)
+        nn.utils.clip_grad_norm_(model.parameters(), max_norm)
 
 
 class _Progress:
@@ -478,69 +468,35 @@ class _StepLoss(nn.Module):
         return loss_sum, n, state
 
 
-class _Alone:
-    """One process: nothing to share with anyone. :class:`_Team` is the same interface for a DDP run."""
-
-    size, main = 1, True
-
-    def wrap(self, step_loss: _StepLoss) -> nn.Module:
-        return step_loss
-
-    def sum(self, loss_sum: Tensor, n: Tensor) -> tuple[Tensor, Tensor]:
-        """The summed loss and the tokens of the whole batch (here: this process's)."""
-        return loss_sum.detach(), n
-
-    def mean_loss(self, loss_sum: Tensor, count: Tensor) -> Tensor:
-        """What this process back-propagates: the mean loss per token of the whole batch."""
-        return loss_sum / count.clamp(min=1)
-
-    def agree(self, value: float) -> float:
-        """Rank 0's ``value`` on every process (here: the value)."""
-        return value
-
-
-class _Team(_Alone):
-    """The processes of a DDP run. Each reads its share of every batch; DDP averages their gradients in
-    backward. Every decision that comes from a clock or a validation is rank 0's (:meth:`agree`): a process
-    that stopped, validated or changed its learning rate on its own clock would leave the others waiting
-    for it, or train with another schedule."""
-
-    def __init__(self, device: torch.device):
-        self.size, self.main, self.device = dist.get_world_size(), dist.get_rank() == 0, device
-
-    def wrap(self, step_loss: _StepLoss) -> nn.Module:
-        # an adaptive softmax gives no gradient to a tail cluster when no target of a batch falls in it
-        adaptive = any(isinstance(m, nn.AdaptiveLogSoftmaxWithLoss) for m in step_loss.modules())
-        return nn.parallel.DistributedDataParallel(step_loss, find_unused_parameters=adaptive)
-
-    def sum(self, loss_sum: Tensor, n: Tensor) -> tuple[Tensor, Tensor]:
-        both = torch.stack([loss_sum.detach().double(), n.double()])
-        dist.all_reduce(both)
-        return both[0], both[1].long()
-
-    def mean_loss(self, loss_sum: Tensor, count: Tensor) -> Tensor:
-        # DDP divides the summed gradients by the number of processes: multiply it back, so that the
-        # gradient is that of the whole batch's mean loss, however the tokens are shared among processes
-        return loss_sum * self.size / count.clamp(min=1)
-
-    def agree(self, value: float) -> float:
-        shared = torch.tensor([value], dtype=torch.float64, device=self.device)
-        dist.broadcast(shared, src=0)
-        return shared.item()
-
-
-def _team(device: torch.device) -> _Alone:
-    """A :class:`_Team` when this process is one of several (torchrun, process group initialised)."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        return _Team(device)
-    return _Alone()
-
-
 def _set_epoch(data: Iterable, epoch: int) -> None:
     """A sampler that shuffles by epoch (``DistributedSampler``) is told which epoch begins."""
     set_epoch = getattr(getattr(data, "sampler", None), "set_epoch", None)
     if callable(set_epoch):
         set_epoch(epoch)
+
+
+def train_simple(model: nn.Module, batches: Iterable, *, steps: int, lr: float = 1e-2,
+                 optimizer: torch.optim.Optimizer | None = None, loss_fn: LossFn | None = None) -> list[float]:
+    """The training loop of notebook 00, section 13, and nothing else: ``steps`` updates of ``model`` on
+    batches ``(x, y)`` of a stateless model, with Adam at a constant ``lr`` unless an ``optimizer`` is given.
+    Returns the loss of each step (mean per token). :func:`train` is this loop grown up: the same five lines,
+    with a schedule, clipping, validation, precision, a clock and several processes around them; with those
+    extras switched off it makes exactly these updates (``tests/test_training.py`` checks it)."""
+    optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = loss_fn or default_loss(model)
+    batches = iter(batches)
+    losses = []
+    model.train()
+    for step in range(steps):
+        x, y = next(batches)
+        output, _ = forward_step(model, x)  # forward: the scores at every position
+        loss_sum, n = loss_fn(output, y)  # the summed cross-entropy and the tokens it scored
+        loss = loss_sum / n
+        optimizer.zero_grad()  # clear the previous step's gradients
+        loss.backward()  # autograd fills every parameter's .grad
+        optimizer.step()  # the optimizer's update
+        losses.append(loss.item())
+    return losses
 
 
 def train(model: nn.Module, train_data: Iterable, valid_data: Iterable | None = None,
@@ -573,17 +529,20 @@ def train(model: nn.Module, train_data: Iterable, valid_data: Iterable | None = 
         steps_per_epoch = None
     precision = resolve_precision(config.precision, device)
     forward_model = _try_compile(model) if resolve_compile(config.compile, device) else model
-    team = _team(device)
+    team = ddp.team(device)
     step_loss = team.wrap(_StepLoss(forward_model, loss_fn, stateful, precision, device))
     history = History(budget_seconds=config.budget_seconds, precision=precision, compiled=forward_model is not model)
     # the optimizer before the clock: its first construction in a process imports torch._dynamo (2-3 s),
     # which is not training and would shorten the first budget run of a process
-    updater = _Updater(model, optimizer or _optimizer(model, config, device), config, grad_scaler(precision, device))
+    optimizer = optimizer or _optimizer(model, config, device)
+    # fp16 scales the loss so that small gradients do not underflow; elsewhere a disabled scaler, which passes
+    # everything through (scale(loss) is loss, step(optimizer) is optimizer.step()), keeps one loop for all
+    scaler = grad_scaler(precision, device) or torch.amp.GradScaler(device.type, enabled=False)
     clock = _Clock(config, steps_per_epoch, agree=team.agree)
     progress = _Progress(config, clock, history, show=team.main)
     validator = _Validator(model, forward_model, valid_data, loss_fn, config, history, clock, device, precision,
                            team, progress.write)
-    resumer = _Resumer(model, updater, config, validator, team, train_data) if config.resume_dir else None
+    resumer = _Resumer(model, optimizer, scaler, config, validator, team, train_data) if config.resume_dir else None
     step, epoch, skip = resumer.restore(history, clock) if resumer else (0, 0, 0)
     progress.start = clock.seconds()
     stop = False  # early stopping
@@ -602,10 +561,16 @@ def train(model: nn.Module, train_data: Iterable, valid_data: Iterable | None = 
             for x, y in batches:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 lr = clock.lr(step)
-                updater.set_lr(lr)
+                _set_lr(optimizer, lr, config)
                 loss_sum, n, state = step_loss(x, y, state)  # forward and loss
                 total, count = team.sum(loss_sum, n)  # of the whole batch, over every process
-                updater.step(team.mean_loss(loss_sum, count), step)
+                loss = team.mean_loss(loss_sum, count)
+                _check_finite(loss, step)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                _clip(model, optimizer, scaler, config.grad_clip)
+                scaler.step(optimizer)  # optimizer.step() (in fp16: skipped where a gradient overflowed)
+                scaler.update()
                 state = detach_state(state)
                 step += 1
                 finished = clock.done(step)
@@ -642,12 +607,14 @@ class _Resumer:
     It keeps the random state each epoch's data was drawn from and how many of its batches were trained
     on, so that a resumed run skips to the same batch of the same shuffle."""
 
-    def __init__(self, model: nn.Module, updater: "_Updater", config: TrainConfig, validator: "_Validator",
-                 team: "_Alone", train_data: Iterable):
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                 config: TrainConfig, validator: "_Validator",
+                 team: ddp.Alone, train_data: Iterable):
         if team.size > 1:
             raise ValueError("resume_dir is for one process: a torchrun group would need one state per process. "
                              "Use checkpoint_dir to keep the best weights instead.")
-        self.model, self.updater, self.config, self.validator, self.data = model, updater, config, validator, train_data
+        self.model, self.optimizer, self.scaler, self.config = model, optimizer, scaler, config
+        self.validator, self.data = validator, train_data
         self.directory = Path(config.resume_dir)
         self.expected = resume.fingerprint(model, config)
         self.every_seconds = config.resume_every_seconds or (None if config.resume_every else 60.0)
@@ -661,9 +628,9 @@ class _Resumer:
         if saved is None:
             return 0, 0, 0
         self.model.load_state_dict(saved["model"])
-        self.updater.optimizer.load_state_dict(saved["optimizer"])
-        if self.updater.scaler is not None and saved["scaler"]:
-            self.updater.scaler.load_state_dict(saved["scaler"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        if self.scaler.is_enabled() and saved["scaler"]:
+            self.scaler.load_state_dict(saved["scaler"])
         restored = History.from_dict(json.loads(saved["history"]))
         for f in dataclasses.fields(History):
             setattr(history, f.name, getattr(restored, f.name))
@@ -705,8 +672,8 @@ class _Resumer:
             resume.save_state(self.directory, {
                 "fingerprint": self.expected, "step": step, "epoch": epoch, "batch_in_epoch": self.batch_in_epoch,
                 "seconds": clock.seconds(), "next_eval_seconds": clock.next_eval_seconds,
-                "model": self.model.state_dict(), "optimizer": self.updater.optimizer.state_dict(),
-                "scaler": self.updater.scaler.state_dict() if self.updater.scaler is not None else None,
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
                 "history": json.dumps(history.to_dict()), "best_state": v.best_state,
                 "bad_validations": v.bad_validations, "recurrent": resume.detached_copy(state),
                 "epoch_rng": self.epoch_rng, "step_rng": resume.rng_state(self.data)})
@@ -718,98 +685,3 @@ def _try_compile(model: nn.Module) -> nn.Module:
     except Exception as exc:  # a missing compiler toolchain shows up here
         warnings.warn(f"torch.compile is not available here ({exc}); training without it.")
         return model
-
-
-# --------------------------------------------------------------------------------------------
-# Checkpoints: weights as safetensors, configuration as JSON, loaded back without pickle
-# --------------------------------------------------------------------------------------------
-WEIGHTS, CONFIG = "model.safetensors", "config.json"
-
-
-def save_checkpoint(model: nn.Module, directory: str | os.PathLike, *, history: History | None = None,
-                    extra: dict | None = None) -> Path:
-    """Save ``model`` to ``directory``: ``model.safetensors`` (tied weights stored once) and
-    ``config.json`` (the model's class, its config dataclass, and the history if given)."""
-    from safetensors.torch import save_model
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    cls = type(getattr(model, "_orig_mod", model))  # the model itself, not a torch.compile wrapper
-    config = getattr(model, "config", None)
-    meta = {
-        "model_class": f"{cls.__module__}.{cls.__qualname__}",
-        "config": dataclasses.asdict(config) if dataclasses.is_dataclass(config) else None,
-        "history": history.to_dict() if history is not None else None,
-        **(extra or {}),
-    }
-    atomic_write(directory / WEIGHTS, lambda tmp: save_model(getattr(model, "_orig_mod", model), str(tmp)))
-    atomic_write(directory / CONFIG, lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
-    return directory
-
-
-def load_checkpoint(directory: str | os.PathLike, model: nn.Module | None = None, *,
-                    device: torch.device | str = "cpu") -> nn.Module:
-    """Load a checkpoint saved by :func:`save_checkpoint`.
-
-    With ``model`` given, its weights are replaced. Otherwise the model is rebuilt from
-    ``config.json``: its class must live in ``llmcourse`` and take its config dataclass
-    (``cls.config_class``); no pickle is ever read.
-    """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_model
-
-    directory = Path(directory)
-    for name in (WEIGHTS, CONFIG):
-        if not (directory / name).is_file():
-            raise FileNotFoundError(f"{directory} is not a checkpoint: {name} is missing.")
-    damaged = f"Save the model again, or restore {directory} from where you saved it."
-    try:
-        meta = json.loads((directory / CONFIG).read_text(encoding="utf-8"))
-        model_class, saved_config = meta["model_class"], meta["config"]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"{directory / CONFIG} is damaged or not written by save_checkpoint "
-                         f"({type(exc).__name__}: {exc}). {damaged}") from None
-    if model is None:
-        module_name, _, class_name = model_class.rpartition(".")
-        if not module_name.startswith("llmcourse."):
-            raise ValueError(f"{directory} holds a {model_class}; only llmcourse models can be rebuilt "
-                             "from their config. Build the model yourself and pass it as model=.")
-        cls = getattr(importlib.import_module(module_name), class_name)
-        if saved_config is None or not hasattr(cls, "config_class"):
-            raise ValueError(f"{model_class} has no config dataclass to rebuild it from.")
-        model = cls(cls.config_class(**saved_config))
-    else:
-        _check_same_model(directory, model, model_class, saved_config)
-    try:
-        load_model(model, str(directory / WEIGHTS), device=str(device))
-    except SafetensorError as exc:
-        raise ValueError(f"{directory / WEIGHTS} is damaged ({exc}). {damaged}") from None
-    except RuntimeError as exc:  # missing or unexpected weights, or shapes that differ
-        raise ValueError(f"The weights in {directory} do not fit this {type(model).__name__}: "
-                         f"{str(exc).splitlines()[0]}. Build the model from the checkpoint's config.json "
-                         "(load_checkpoint(directory) without model=).") from None
-    return model.to(device)
-
-
-def _check_same_model(directory: Path, model: nn.Module, model_class: str, saved_config: dict | None) -> None:
-    """Refuse weights saved from another class or config, even where the shapes would not show it
-    (a causal model's weights loaded into a non-causal one, a different positional encoding)."""
-    cls = type(getattr(model, "_orig_mod", model))
-    if f"{cls.__module__}.{cls.__qualname__}" != model_class:
-        raise ValueError(f"{directory} holds a {model_class}, not a {cls.__module__}.{cls.__qualname__}: "
-                         "pass a model of the saved class, or none to rebuild it.")
-    config = getattr(model, "config", None)
-    if saved_config is None or not dataclasses.is_dataclass(config):
-        return
-    try:  # fields added since the checkpoint was saved take their defaults, as when rebuilding it
-        saved = dataclasses.asdict(type(config)(**saved_config))
-    except TypeError:  # a field this config no longer has: compare what was written
-        saved = saved_config
-    saved, ours = (json.loads(json.dumps(c)) for c in (saved, dataclasses.asdict(config)))  # tuples as lists
-    # dropout and initialisation do not change what the saved weights compute: they may differ
-    differ = {k: (saved.get(k), ours.get(k)) for k in sorted(set(saved) | set(ours))
-              if saved.get(k) != ours.get(k) and "dropout" not in k and not k.startswith("init")}
-    if differ:
-        listed = ", ".join(f"{k}: saved {a!r}, this model {b!r}" for k, (a, b) in differ.items())
-        raise ValueError(f"The checkpoint in {directory} was saved from a different config ({listed}). "
-                         "Load it without model= to rebuild the saved model, or build yours with that config.")

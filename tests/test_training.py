@@ -10,7 +10,7 @@ from llmcourse.data import LMWindowDataset, BPTTIterator, batchify
 from llmcourse.lm import BigramConfig, BigramLM
 from llmcourse.training import (History, TrainConfig, evaluate, evaluate_perplexity, load_checkpoint, lm_loss,
                                 lr_at_fraction,
-                                lr_at, save_checkpoint, train)
+                                lr_at, save_checkpoint, train, train_simple)
 
 
 def _stream(n=4000, vocab=50, seed=0):
@@ -41,6 +41,23 @@ def test_training_lowers_loss_and_is_repeatable():
     assert losses[0] == losses[1]  # same seed, same loss, bit for bit on CPU
     assert len(history.valid) == 2 and history.best_step is not None
     assert all(r["tokens_per_sec"] > 0 for r in history.train)
+
+
+def test_train_is_the_simple_loop_grown_up():
+    """With its extras off (constant rate, no clipping, no weight decay, no validation), train() makes exactly
+    the updates of notebook 00's five-line loop, train_simple, with Adam (AdamW without decay is Adam)."""
+    ids, models = _stream(), []
+    for _ in range(2):
+        seed_everything(0)
+        models.append(BigramLM(BigramConfig(vocab_size=50, d_model=16)))
+    losses = train_simple(models[0], _loader(ids), steps=12, lr=3e-2)
+    history = train(models[1], _loader(ids), None, TrainConfig(max_steps=12, lr=3e-2, schedule="constant",
+                                                               grad_clip=None, weight_decay=0.0, progress=False,
+                                                               log_every=1, compile=False), device="cpu")
+    assert len(losses) == 12 and losses[-1] < losses[0]
+    assert [r["loss"] for r in history.train] == pytest.approx(losses, rel=1e-6)
+    for ours, theirs in zip(models[0].parameters(), models[1].parameters()):
+        assert torch.allclose(ours, theirs, atol=1e-6)
 
 
 def test_evaluate_perplexity_is_token_weighted():
