@@ -18,6 +18,7 @@ One concept, one module (and one notebook):
 ``llmcourse.attribution`` occlusion and gradient×input against attention weights (03)
 ``llmcourse.transformer`` a GPT-style Transformer LM, export to GPT-2 (notebook 04)
 ``llmcourse.bpe``         byte-pair encoding from scratch, equal to ``tokenizers`` (notebook 06)
+``llmcourse.weights``     which pretrained weights to load and from where (MiniLM, the Hub, a folder)
 ``llmcourse.bert``        masked LM, a BERT encoder, SST-2 fine-tuning helpers (notebook 05)
 ``llmcourse.probes``      a bias probe of a sentence classifier on templated sentences (05)
 ``llmcourse.optim``       Adam and AdamW from their update rule (notebook 00)
