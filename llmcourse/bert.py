@@ -238,8 +238,9 @@ class BertEmbeddings(nn.Module):
         if t > self.position.num_embeddings:
             raise ValueError(f"A sequence of {t} tokens is longer than the {self.position.num_embeddings} positions "
                              "this model has embeddings for: truncate it (tokenizer(..., truncation=True)).")
-        positions = torch.arange(t, device=ids.device)[None, :]
-        types = torch.zeros_like(ids) if token_type_ids is None else token_type_ids
+        positions = torch.arange(t, device=ids.device)[None, :]  # (1, time)
+        types = torch.zeros_like(ids) if token_type_ids is None else token_type_ids  # (batch, time)
+        # three (batch, time, hidden) embeddings, summed, normalised: (batch, time, hidden)
         return self.dropout(self.norm(self.word(ids) + self.position(positions) + self.token_type(types)))
 
 
@@ -259,9 +260,10 @@ class BertLayer(nn.Module):
         self.dropout = nn.Dropout(c.dropout)
 
     def forward(self, x: Tensor, padding_mask: Tensor | None = None) -> Tensor:
-        a, _ = self.attn(x, padding_mask=padding_mask)
+        a, _ = self.attn(x, padding_mask=padding_mask)  # x, a: (batch, time, hidden)
         x = self.norm1(x + self.dropout(a))
-        return self.norm2(x + self.dropout(self.ff_out(F.gelu(self.ff_in(x)))))
+        inner = F.gelu(self.ff_in(x))  # (batch, time, intermediate)
+        return self.norm2(x + self.dropout(self.ff_out(inner)))  # (batch, time, hidden)
 
 
 class BertEncoder(nn.Module):
@@ -280,8 +282,8 @@ class BertEncoder(nn.Module):
         self.layers = nn.ModuleList(BertLayer(config) for _ in range(config.n_layers))
 
     def forward(self, ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None) -> Tensor:
-        x = self.embeddings(ids, token_type_ids)
-        mask = None if attention_mask is None else attention_mask.bool()
+        x = self.embeddings(ids, token_type_ids)  # ids: (batch, time) -> x: (batch, time, hidden)
+        mask = None if attention_mask is None else attention_mask.bool()  # (batch, time), True at real tokens
         for layer in self.layers:
             x = layer(x, mask)
         return x

@@ -320,8 +320,9 @@ class FeedForward(nn.Module):
         self.proj = nn.Linear(d_ff, d_model, bias=bias)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.drop(self.proj(self.act(self.fc(x))))
+    def forward(self, x: Tensor) -> Tensor:  # x: (batch, time, d_model)
+        hidden = self.act(self.fc(x))  # (batch, time, d_ff)
+        return self.drop(self.proj(hidden))  # (batch, time, d_model)
 
 
 class SwiGLU(nn.Module):
@@ -341,8 +342,9 @@ class SwiGLU(nn.Module):
         self.down_proj = nn.Linear(d_ff, d_model, bias=bias)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.drop(self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x)))
+    def forward(self, x: Tensor) -> Tensor:  # x: (batch, time, d_model)
+        gated = F.silu(self.gate_proj(x)) * self.up_proj(x)  # (batch, time, d_ff)
+        return self.drop(self.down_proj(gated))  # (batch, time, d_model)
 
 
 class KVCache:
@@ -441,6 +443,7 @@ class SelfAttention(MultiHeadAttention):
                                                     dropout_p=self.dropout if self.training else 0.0)
         if self.capture:
             self.last_weights = weights.detach()
+        # out: (batch, heads, time, d_head) -> (batch, time, heads * d_head = d_model)
         out = self.out_proj(out.transpose(1, 2).reshape(batch, t, self.d_model))
         return out, (weights if need_weights else None)
 
@@ -481,6 +484,7 @@ class TransformerBlock(nn.Module):
             self.ff = SwiGLU(c.d_model, c.d_ff, c.dropout, bias=c.bias)
 
     def forward(self, x: Tensor, *, rope: tuple[Tensor, Tensor] | None = None, cache: KVCache | None = None) -> Tensor:
+        # x: (batch, time, d_model) in, and out of every line below
         if self.norm_first:  # pre-LN (GPT-2): normalise inside each branch, add to an untouched stream
             attended, _ = self.attn(self.ln1(x), is_causal=self.causal, rope=rope, cache=cache)
             x = x + self.drop(attended)
@@ -598,12 +602,12 @@ class TransformerLM(nn.Module):
                              f"{self.config.max_context} (it has no position vector beyond). Feed the last "
                              f"{self.config.max_context} ids, x[:, -{self.config.max_context}:] (which is what "
                              "llmcourse.decoding.generate does), or build a model with a larger max_context.")
-        h = self.drop(self.tok_embed(x) + self.positions(t, x.device, start))
+        h = self.drop(self.tok_embed(x) + self.positions(t, x.device, start))  # (batch, time, d_model)
         rope = None
         if self.config.positional == "rope":
             rope = (self.rope_cos[start : start + t], self.rope_sin[start : start + t])
         for i, block in enumerate(self.blocks):
-            h = block(h, rope=rope, cache=None if cache is None else cache[i])
+            h = block(h, rope=rope, cache=None if cache is None else cache[i])  # (batch, time, d_model)
         return self.ln_f(h)
 
     def forward(self, x: Tensor, cache: list[KVCache] | None = None) -> Tensor:
@@ -612,7 +616,7 @@ class TransformerLM(nn.Module):
         With ``cache`` (from :meth:`new_cache`), ``x`` holds the positions that follow those already in
         the cache, which this call extends by ``time`` positions (notebook 06).
         """
-        return self.head(self.hidden_states(x, cache))
+        return self.head(self.hidden_states(x, cache))  # (batch, time, d_model) -> (batch, time, vocab)
 
     def loss_fn(self, output: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """Summed negative log-likelihood of ``y`` ``(batch, time)`` (-100 ignored) and the token count."""
