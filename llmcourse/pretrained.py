@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from . import hub
-from .bert import ModelNotFound
+from .weights import ModelNotFound
 from .heads import lm_loss
 from .lm import per_word_perplexity as _per_word
 from .training import stream_nll
@@ -29,7 +29,7 @@ FEW_SHOT_PROMPT = ("France: Paris\nJapan: Tokyo\nItaly: Rome\nEgypt: Cairo\nSpai
 
 
 def _where(name: str) -> str:
-    """``name`` if it can be loaded here, else :class:`~llmcourse.bert.ModelNotFound` saying why not."""
+    """``name`` if it can be loaded here, else :class:`~llmcourse.weights.ModelNotFound` saying why not."""
     if Path(name).expanduser().exists():
         if not (Path(name).expanduser() / "config.json").is_file():
             raise ModelNotFound(f"The folder {name} has no config.json: it is not a model saved by save_pretrained().")
@@ -46,7 +46,7 @@ def _where(name: str) -> str:
 def load_causal_lm(name: str = DEFAULT_CAUSAL_LM, *, device: torch.device | str | None = None):
     """``(model, tokenizer)`` of a causal language model: a folder written by ``save_pretrained`` or a
     Hugging Face Hub name (downloaded once, then cached). The model is in evaluation mode on ``device``
-    (default :func:`llmcourse.config.get_device`). Raises :class:`~llmcourse.bert.ModelNotFound`, quickly
+    (default :func:`llmcourse.config.get_device`). Raises :class:`~llmcourse.weights.ModelNotFound`, quickly
     and saying why, when it cannot be had here."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

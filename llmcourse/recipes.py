@@ -108,13 +108,14 @@ class Recipe:
         """The batches of each split.
 
         Language models: ``data`` maps ``"train"``, ``"valid"`` and ``"test"`` to streams of ids
-        ``(n,)``. The LSTM reads the training stream batchified into ``batch_size`` rows, in windows
+        ``(n,)`` (what each model reads follows from its config's type, not the recipe's name). The LSTM
+        reads the training stream batchified into ``batch_size`` rows, in windows
         of ``seq_len``, state carried across; the Transformer reads shuffled windows of ``seq_len``
         (the generator seeded with ``seed``). Validation and test are read in order, every token
         scored once. BERT: ``data`` is the tokenizer, and the result is SST-2's tokenised ``train``
         and ``dev`` datasets (the ``Trainer`` batches them).
         """
-        if self.name.startswith("bert"):
+        if isinstance(self.model_config, ClassifierConfig):
             from . import bert
 
             return bert.sst2_datasets(data, n_train=self.train_limit, n_dev=self.eval_limit, seed=seed,
@@ -124,7 +125,7 @@ class Recipe:
             raise ValueError(f"loaders() needs the id streams of train, valid and test; {sorted(missing)} missing.")
         train_ids = data["train"] if self.train_limit is None else data["train"][: self.train_limit]
         eval_len = self.eval_seq_len or self.seq_len
-        if self.name == "lstm":
+        if isinstance(self.model_config, RNNConfig):  # a stateful model: one stream per row, state carried
             return {"train": BPTTIterator(batchify(train_ids, self.batch_size), self.seq_len),
                     **{s: BPTTIterator(batchify(data[s], self.eval_batch_size), eval_len) for s in ("valid", "test")}}
         pin = torch.cuda.is_available()
@@ -136,7 +137,7 @@ class Recipe:
 
     def perplexities(self, model: nn.Module, loaders: dict[str, Any]) -> dict[str, float]:
         """Exact validation and test perplexity (their first ``eval_limit`` batches, if set)."""
-        if self.name.startswith("bert"):
+        if isinstance(self.model_config, ClassifierConfig):
             raise ValueError("BERT fine-tuning is scored by accuracy, not perplexity: use Trainer.evaluate().")
         return {s: evaluate_perplexity(model, loaders[s], max_batches=self.eval_limit,
                                        precision=self.train.precision) for s in ("valid", "test")}
@@ -157,7 +158,7 @@ class Recipe:
         from . import bert
         from .precision import resolve_precision
 
-        if not self.name.startswith("bert"):
+        if not isinstance(self.model_config, ClassifierConfig):
             raise ValueError(f"trainer_arguments() is for the BERT recipes; the {self.name} trains with "
                              "llmcourse.training.train.")
         t = self.train

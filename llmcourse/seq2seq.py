@@ -166,9 +166,9 @@ class Seq2Seq(nn.Module):
         return self.out(s), state
 
     def forward(self, x: Tensor) -> Tensor:
-        source, decoder_input = self.split(x)
-        memory, state, mask = self.encode(source)
-        logits, _ = self.decode(decoder_input, state, memory, mask)
+        source, decoder_input = self.split(x)  # (batch, source_len), (batch, target_len)
+        memory, state, mask = self.encode(source)  # memory: (batch, source_len, hidden)
+        logits, _ = self.decode(decoder_input, state, memory, mask)  # (batch, target_len, vocab)
         return logits
 
     @torch.no_grad()

