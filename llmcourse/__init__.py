@@ -29,12 +29,12 @@ One concept, one module (and one notebook):
 ``llmcourse.ddp``         what the loop does differently as one of several processes (DDP)
 ``llmcourse.resume``      the whole training state, saved and resumed after a disconnect (train)
 ``llmcourse.precision``   bf16 / fp16 / fp32 and torch.compile by the device (04)
-``llmcourse.results``     the results table across notebooks; reference rows where one is missing
+``llmcourse.results``     the results and compute tables across notebooks; reference rows where one is missing
 ``llmcourse.recipes``     one recipe shape for the LSTM, the Transformer and BERT (02, 04, 05)
 ``llmcourse.budget``      the race's clock sized to the machine: measured rates, tokens needed (02, 04, 06)
 ``llmcourse.plotting``    training curves, the race, Zipf plots, attention heatmaps
 ``llmcourse.widgets``     the interactive explorers (ipywidgets)
-``llmcourse.cost``        timing harnesses (03); FLOPs, seconds and energy of every model (05)
+``llmcourse.cost``        timing harnesses (03); a model's training FLOPs counted on one step (05)
 ``llmcourse.scaling``     a sweep of sizes and budgets, fitted power laws, a probe (07)
 ``llmcourse.lora``        LoRA from its formula and with peft, against full fine-tuning (07)
 ``llmcourse.pretrained``  a pretrained GPT-2 where the network allows, scored per word (07)

@@ -1,27 +1,29 @@
 """What computation costs: timing and memory harnesses kept apart from the maths they measure.
 
-:func:`attention_cost` times causal self-attention against sequence length (notebook 03).
+:func:`attention_cost` times causal self-attention against sequence length (notebook 03);
+:func:`training_flops_per_token` counts a model's training FLOPs on one real step. The table of every model's
+FLOPs, seconds and energy lives with the results table (:mod:`llmcourse.results`): ``record``, ``load``,
+``compute_table`` and ``show_compute_table`` are named here as well.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from .attention import scaled_dot_product_attention
-from .config import cache_dir, machine
-from .files import update_json_rows
-from .results import current_mode, format_seconds, markdown
-from .results import load as load_rows
+# The compute table is kept with the results table (one bookkeeping module); its names stay here too, where
+# the notebooks record their rows: cost.record(...), cost.show_compute_table().
+from .results import DEVICE_WATTS, compute_table, energy_kwh, show_compute_table  # noqa: F401
+from .results import load_compute as load  # noqa: F401
+from .results import record_compute as record  # noqa: F401
 
 __all__ = ["attention_cost", "training_flops_per_token", "record", "load", "DEVICE_WATTS", "energy_kwh",
            "compute_table", "show_compute_table"]
@@ -173,92 +175,3 @@ def training_flops_per_token(model: nn.Module, x: Tensor, y: Tensor | None = Non
         model.zero_grad(set_to_none=True)
         model.train(was_training)
     return (counter.get_total_flops() + 3 * sum(recurrent_flops)) / int(n)
-
-
-# Assumed average power draw while training, in watts: the energy column is an estimate built on these.
-DEVICE_WATTS = {
-    "cpu": 30.0,  # a laptop or small server CPU package running two busy cores (measured CPUs draw 15-65 W)
-    "t4": 70.0,  # NVIDIA T4's board power limit (Colab's usual GPU)
-    "gpu": 300.0,  # a data-centre GPU under load, order of magnitude (A100 PCIe: 250-300 W)
-    "apple": 20.0,  # an Apple-silicon laptop's package power under load, order of magnitude
-}
-
-
-def energy_kwh(seconds: float, watts: float) -> float:
-    """Energy of ``seconds`` at ``watts``, in kilowatt-hours (3.6e6 joules each)."""
-    if not (math.isfinite(seconds) and seconds >= 0 and math.isfinite(watts) and watts > 0):
-        raise ValueError(f"energy_kwh needs seconds >= 0 and watts > 0, finite; got seconds={seconds}, watts={watts}.")
-    return seconds * watts / 3.6e6
-
-
-def _device_class(machine: str) -> str:
-    text = machine.lower()
-    if "mps" in text:
-        return "apple"
-    if "t4" in text:
-        return "t4"
-    return "gpu" if "gpu" in text else "cpu"
-
-
-def compute_path() -> Path:
-    return cache_dir() / "compute.json"
-
-
-def record(model: str, *, train_seconds: float, train_flops: float | None, notebook: str,
-           path: Path | None = None, **extra) -> dict:
-    """Add or replace the compute row of ``model`` (current mode): its training seconds and FLOPs.
-
-    Every notebook that trains a model records one, beside its results row; ``train_flops`` is None
-    for a model that counts instead of computing (an n-gram model).
-    """
-    for name, value in (("train_seconds", train_seconds), ("train_flops", train_flops)):
-        if value is not None and not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"{name}={value!r} for {model!r}: give a finite number >= 0 (or None for no FLOPs).")
-    path = path or compute_path()
-    row = {"model": model, "train_seconds": float(train_seconds),
-           "train_flops": None if train_flops is None else float(train_flops), "notebook": notebook,
-           "mode": current_mode(), "machine": machine(), **extra}
-    update_json_rows(path, row, same=lambda r: (r["model"], r.get("mode")))
-    return row
-
-
-def load(path: Path | None = None, mode: str | None = "current") -> list[dict]:
-    """The recorded compute rows, in the order the notebooks ran (only ``mode``'s, by default the current one)."""
-    return load_rows(path or compute_path(), mode)
-
-
-def compute_table(rows: Sequence[dict] | None = None, watts: dict[str, float] | None = None) -> list[dict]:
-    """The compute of every model the course trains: FLOPs, seconds and an energy estimate.
-
-    ``rows`` defaults to the rows the notebooks recorded with :func:`record` (current mode).
-    Models that count instead of computing (n-grams) have no FLOPs. Energy is ``train_seconds * watts``
-    for the row's device class (``DEVICE_WATTS``, overridable): an estimate of the device alone, not measured, without the
-    rest of the machine, cooling or the energy spent making the hardware.
-    """
-    rows = load() if rows is None else rows
-    watts = {**DEVICE_WATTS, **(watts or {})}
-    table = []
-    for r in rows:
-        seconds = r.get("train_seconds")
-        device = _device_class(r.get("machine", ""))
-        flops = r.get("train_flops")
-        table.append({
-            "model": r["model"], "notebook": r.get("notebook"), "train_seconds": seconds,
-            "train_flops": flops, "device": device, "watts": watts[device],
-            "flops_per_second": flops / seconds if flops and seconds else None,
-            "energy_kwh": energy_kwh(seconds, watts[device]) if seconds is not None else None,
-        })
-    return table
-
-
-def show_compute_table(rows: Sequence[dict] | None = None, watts: dict[str, float] | None = None) -> Any:
-    """:func:`compute_table` as Markdown in a notebook (a string elsewhere)."""
-    lines = ["| model | notebook | training time | training FLOPs | achieved FLOP/s | assumed power | energy (Wh) |",
-             "|---|---|---|---|---|---|---|"]
-    for r in compute_table(rows, watts):
-        flops = f"{r['train_flops']:.2e}" if r["train_flops"] else "– (counts, no FLOPs)"
-        rate = f"{r['flops_per_second'] / 1e9:.1f} G" if r["flops_per_second"] else "–"
-        energy = f"{r['energy_kwh'] * 1000:.2f}" if r["energy_kwh"] is not None else "–"
-        lines.append(f"| {r['model']} | {r['notebook'] or '–'} | {format_seconds(r['train_seconds'])} | {flops} "
-                     f"| {rate} | {r['watts']:.0f} W ({r['device']}) | {energy} |")
-    return markdown("\n".join(lines))

@@ -20,7 +20,7 @@ from .training import History
 
 __all__ = ["plot_history", "plot_race", "plot_zipf", "plot_attention", "plot_confusion_matrix", "plot_vocab_tradeoff",
            "plot_kv_cache", "plot_scaling", "plot_compute_optimal",
-           "plot_ability"]
+           "plot_ability", "plot_results"]
 
 
 def plot_history(history: History | Mapping, title: str | None = None, x: str = "auto"):
@@ -268,5 +268,27 @@ def plot_ability(params: Sequence[int], accuracy: Sequence[float], chance: float
            ylim=(0, max(1.0, max(accuracy) * 1.1)))
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_results(rows: Sequence[Mapping]):
+    """The results table as bars of test perplexity from zero, one per row (:func:`llmcourse.results.plot` picks
+    the rows); reference rows hatched and grey; a log scale only when the values span more than a factor of 10."""
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(rows) + 1), 3.6))
+    names = [r["model"] for r in rows]
+    values = [r["test_ppl"] for r in rows]
+    bars = ax.bar(range(len(rows)), values, color=["0.7" if r.get("reference") else "tab:blue" for r in rows],
+                  hatch=None)
+    for bar, r in zip(bars, rows):
+        if r.get("reference"):
+            bar.set_hatch("//")
+    ax.bar_label(bars, labels=[f"{v:.0f}" for v in values])
+    ax.set_xticks(range(len(rows)), names, rotation=20, ha="right")
+    if max(values) > 10 * min(values):
+        ax.set_yscale("log")
+    else:
+        ax.set_ylim(0, 1.15 * max(values))  # room for the labels above the bars
+    ax.set(ylabel="test perplexity (lower is better)", title="WikiText-2: the course so far")
     fig.tight_layout()
     return fig

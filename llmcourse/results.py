@@ -23,12 +23,14 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Any, Sequence
 
 from .config import cache_dir, is_quick, machine
 from .files import read_json_rows, update_json_rows
 
 __all__ = ["results_path", "current_mode", "record", "load", "show", "plot", "format_seconds", "markdown",
-           "reference_rows", "by_notebook"]
+           "reference_rows", "by_notebook", "compute_path", "record_compute", "load_compute", "DEVICE_WATTS",
+           "energy_kwh", "compute_table", "show_compute_table"]
 
 REFERENCE = Path(__file__).with_name("reference_results.json")
 
@@ -142,9 +144,7 @@ def markdown(text: str):
 def plot(path: Path | None = None, mode: str | None = "current", *, reference: tuple[str, ...] = ()):
     """Test perplexity of every recorded model of the current mode (``mode=None``: all), as bars from
     zero (reference rows, see :func:`show`, hatched and grey); a log scale only when the perplexities
-    span more than a factor of 10."""
-    import matplotlib.pyplot as plt
-
+    span more than a factor of 10 (the drawing: :func:`llmcourse.plotting.plot_results`)."""
     rows = load(path, mode)
     have = {r.get("notebook") for r in rows}
     missing = [nb for nb in reference if nb not in have]
@@ -153,20 +153,98 @@ def plot(path: Path | None = None, mode: str | None = "current", *, reference: t
     if not rows:
         raise ValueError(f"No results recorded yet in {path or results_path()} (mode {mode!r}): run a notebook "
                          "that trains a language model (01, 02 or 04) first.")
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(rows) + 1), 3.6))
-    names = [r["model"] for r in rows]
-    values = [r["test_ppl"] for r in rows]
-    bars = ax.bar(range(len(rows)), values, color=["0.7" if r.get("reference") else "tab:blue" for r in rows],
-                  hatch=None)
-    for bar, r in zip(bars, rows):
-        if r.get("reference"):
-            bar.set_hatch("//")
-    ax.bar_label(bars, labels=[f"{v:.0f}" for v in values])
-    ax.set_xticks(range(len(rows)), names, rotation=20, ha="right")
-    if max(values) > 10 * min(values):
-        ax.set_yscale("log")
-    else:
-        ax.set_ylim(0, 1.15 * max(values))  # room for the labels above the bars
-    ax.set(ylabel="test perplexity (lower is better)", title="WikiText-2: the course so far")
-    fig.tight_layout()
-    return fig
+    from .plotting import plot_results
+
+    return plot_results(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# The compute table: every model's training FLOPs and seconds, and an energy estimate (notebook 05)
+# --------------------------------------------------------------------------------------------
+# Assumed average power draw while training, in watts: the energy column is an estimate built on these.
+DEVICE_WATTS = {
+    "cpu": 30.0,  # a laptop or small server CPU package running two busy cores (measured CPUs draw 15-65 W)
+    "t4": 70.0,  # NVIDIA T4's board power limit (Colab's usual GPU)
+    "gpu": 300.0,  # a data-centre GPU under load, order of magnitude (A100 PCIe: 250-300 W)
+    "apple": 20.0,  # an Apple-silicon laptop's package power under load, order of magnitude
+}
+
+
+def energy_kwh(seconds: float, watts: float) -> float:
+    """Energy of ``seconds`` at ``watts``, in kilowatt-hours (3.6e6 joules each)."""
+    if not (math.isfinite(seconds) and seconds >= 0 and math.isfinite(watts) and watts > 0):
+        raise ValueError(f"energy_kwh needs seconds >= 0 and watts > 0, finite; got seconds={seconds}, watts={watts}.")
+    return seconds * watts / 3.6e6
+
+
+def _device_class(machine: str) -> str:
+    text = machine.lower()
+    if "mps" in text:
+        return "apple"
+    if "t4" in text:
+        return "t4"
+    return "gpu" if "gpu" in text else "cpu"
+
+
+def compute_path() -> Path:
+    return cache_dir() / "compute.json"
+
+
+def record_compute(model: str, *, train_seconds: float, train_flops: float | None, notebook: str,
+           path: Path | None = None, **extra) -> dict:
+    """Add or replace the compute row of ``model`` (current mode): its training seconds and FLOPs.
+
+    Every notebook that trains a model records one, beside its results row; ``train_flops`` is None
+    for a model that counts instead of computing (an n-gram model).
+    """
+    for name, value in (("train_seconds", train_seconds), ("train_flops", train_flops)):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name}={value!r} for {model!r}: give a finite number >= 0 (or None for no FLOPs).")
+    path = path or compute_path()
+    row = {"model": model, "train_seconds": float(train_seconds),
+           "train_flops": None if train_flops is None else float(train_flops), "notebook": notebook,
+           "mode": current_mode(), "machine": machine(), **extra}
+    update_json_rows(path, row, same=lambda r: (r["model"], r.get("mode")))
+    return row
+
+
+def load_compute(path: Path | None = None, mode: str | None = "current") -> list[dict]:
+    """The recorded compute rows, in the order the notebooks ran (only ``mode``'s, by default the current one)."""
+    return load(path or compute_path(), mode)
+
+
+def compute_table(rows: Sequence[dict] | None = None, watts: dict[str, float] | None = None) -> list[dict]:
+    """The compute of every model the course trains: FLOPs, seconds and an energy estimate.
+
+    ``rows`` defaults to the rows the notebooks recorded with :func:`record_compute` (current mode).
+    Models that count instead of computing (n-grams) have no FLOPs. Energy is ``train_seconds * watts``
+    for the row's device class (``DEVICE_WATTS``, overridable): an estimate of the device alone, not measured, without the
+    rest of the machine, cooling or the energy spent making the hardware.
+    """
+    rows = load_compute() if rows is None else rows
+    watts = {**DEVICE_WATTS, **(watts or {})}
+    table = []
+    for r in rows:
+        seconds = r.get("train_seconds")
+        device = _device_class(r.get("machine", ""))
+        flops = r.get("train_flops")
+        table.append({
+            "model": r["model"], "notebook": r.get("notebook"), "train_seconds": seconds,
+            "train_flops": flops, "device": device, "watts": watts[device],
+            "flops_per_second": flops / seconds if flops and seconds else None,
+            "energy_kwh": energy_kwh(seconds, watts[device]) if seconds is not None else None,
+        })
+    return table
+
+
+def show_compute_table(rows: Sequence[dict] | None = None, watts: dict[str, float] | None = None) -> Any:
+    """:func:`compute_table` as Markdown in a notebook (a string elsewhere)."""
+    lines = ["| model | notebook | training time | training FLOPs | achieved FLOP/s | assumed power | energy (Wh) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in compute_table(rows, watts):
+        flops = f"{r['train_flops']:.2e}" if r["train_flops"] else "– (counts, no FLOPs)"
+        rate = f"{r['flops_per_second'] / 1e9:.1f} G" if r["flops_per_second"] else "–"
+        energy = f"{r['energy_kwh'] * 1000:.2f}" if r["energy_kwh"] is not None else "–"
+        lines.append(f"| {r['model']} | {r['notebook'] or '–'} | {format_seconds(r['train_seconds'])} | {flops} "
+                     f"| {rate} | {r['watts']:.0f} W ({r['device']}) | {energy} |")
+    return markdown("\n".join(lines))
