@@ -64,7 +64,6 @@ __all__ = [
     "BertConfig",
     "BertEncoder",
     "BertForMaskedLM",
-    "mlm_recipe",
     "sst2_datasets",
     "accuracy_f1",
     "compute_metrics",
@@ -391,23 +390,6 @@ class BertForMaskedLM(nn.Module):
 # --------------------------------------------------------------------------------------------
 # Fine-tuning helpers (Hugging Face Trainer)
 # --------------------------------------------------------------------------------------------
-def mlm_recipe(kind: str | None = None) -> dict[str, Any]:
-    """The small masked-LM run of notebook 05 on WikiText-2: model size, lines of text, steps."""
-    from .config import by_mode
-
-    recipes = {
-        "quick": dict(lines=2000, seq_len=64, batch_size=16, steps=40, hidden_size=64, n_layers=2, n_heads=2, lr=3e-3),
-        "cpu": dict(lines=12000, seq_len=64, batch_size=32, steps=400, hidden_size=192, n_layers=3, n_heads=3,
-                    lr=1e-3),
-        "gpu": dict(lines=None, seq_len=128, batch_size=128, steps=5000, hidden_size=256, n_layers=4, n_heads=4,
-                    lr=1e-3),
-    }
-    kind = kind or by_mode(quick="quick", cpu="cpu", gpu="gpu")
-    if kind not in recipes:
-        raise ValueError(f"kind={kind!r}: choose 'quick', 'cpu' or 'gpu'.")
-    return {"kind": kind, **recipes[kind]}
-
-
 def sst2_datasets(tokenizer, *, n_train: int | None = None, n_dev: int | None = None, seed: int = 0,
                   max_length: int = 128):
     """SST-2 as a ``datasets.DatasetDict`` with ``train`` and ``dev``, tokenised with ``map`` (no padding:

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from .bert import BertConfig
 from .config import get_device, is_quick
 from .data import BPTTIterator, LMWindowDataset, batchify
 from .precision import bf16_supported
@@ -38,7 +39,7 @@ from .transformer import TransformerConfig, TransformerLM
 __all__ = ["KINDS", "MODELS", "RACE_SECONDS", "ClassifierConfig", "Recipe", "recipe_kind", "recipe_for"]
 
 KINDS = ("quick", "cpu", "gpu", "gpu-fp16")
-MODELS = ("lstm", "transformer", "bert", "bert-lora", "gpt-bpe", "llama-bpe")
+MODELS = ("lstm", "transformer", "bert-mlm", "bert", "bert-lora", "gpt-bpe", "llama-bpe")
 # The race's clock: both language models train this many seconds on the learner's device.
 RACE_SECONDS = {"cpu": 600.0, "gpu": 600.0, "gpu-fp16": 600.0}
 
@@ -77,7 +78,7 @@ class Recipe:
 
     name: str
     kind: str
-    model_config: RNNConfig | TransformerConfig | ClassifierConfig
+    model_config: RNNConfig | TransformerConfig | BertConfig | ClassifierConfig
     train: TrainConfig
     batch_size: int
     seq_len: int
@@ -95,6 +96,9 @@ class Recipe:
         if isinstance(self.model_config, TransformerConfig):
             return TransformerLM(self.model_config)
         from . import bert
+
+        if isinstance(self.model_config, BertConfig):  # a small encoder of our own, for masked-LM pre-training
+            return bert.BertForMaskedLM(self.model_config)
 
         c = self.model_config
         model = bert.load_classifier(c.checkpoint, num_labels=c.num_labels)
@@ -115,6 +119,8 @@ class Recipe:
         scored once. BERT: ``data`` is the tokenizer, and the result is SST-2's tokenised ``train``
         and ``dev`` datasets (the ``Trainer`` batches them).
         """
+        if isinstance(self.model_config, BertConfig):
+            return self._mlm_loaders(data, seed)
         if isinstance(self.model_config, ClassifierConfig):
             from . import bert
 
@@ -134,6 +140,24 @@ class Recipe:
                                     drop_last=True, generator=generator, pin_memory=pin),
                 **{s: DataLoader(LMWindowDataset(data[s], eval_len), batch_size=self.eval_batch_size, pin_memory=pin)
                    for s in ("valid", "test")}}
+
+    def _mlm_loaders(self, data: dict[str, Any], seed: int) -> dict[str, Any]:
+        """Masked-LM batches of WordPiece ids: ``data`` holds the ``"train"`` and ``"valid"`` id streams and
+        the ``"tokenizer"`` whose special ids frame and mask the windows (:class:`llmcourse.bert.MLMBatches`:
+        fresh masks every pass, the validation masks fixed by their seed)."""
+        from . import bert
+
+        missing = {"train", "valid", "tokenizer"} - set(data)
+        if missing:
+            raise ValueError(f"The masked-LM recipe's loaders() needs train and valid id streams and the tokenizer; "
+                             f"{sorted(missing)} missing.")
+        tok = data["tokenizer"]
+        special = dict(cls_id=tok.cls_token_id, sep_id=tok.sep_token_id, mask_id=tok.mask_token_id,
+                       vocab_size=tok.vocab_size, special_ids=tok.all_special_ids)
+        return {"train": bert.MLMBatches(data["train"], seq_len=self.seq_len, batch_size=self.batch_size, seed=seed,
+                                         **special),
+                "valid": bert.MLMBatches(data["valid"], seq_len=self.seq_len, batch_size=self.eval_batch_size,
+                                         shuffle=False, seed=seed + 1, **special)}
 
     def perplexities(self, model: nn.Module, loaders: dict[str, Any]) -> dict[str, float]:
         """Exact validation and test perplexity (their first ``eval_limit`` batches, if set)."""
@@ -287,6 +311,27 @@ def _bert(kind: str, vocab_size: int) -> Recipe:
                   note=notes[kind])
 
 
+def _bert_mlm(kind: str, vocab_size: int) -> Recipe:
+    """Notebook 05's small masked-LM pre-training run on WikiText-2 (WordPiece ids): an encoder of our own from
+    random weights. ``train_limit`` is the lines of the training text read (None: all); ``vocab_size`` is the
+    tokenizer's."""
+    sizes = {  # lines, seq_len, batch, steps, hidden size, layers, heads, lr
+        "quick": (2_000, 64, 16, 40, 64, 2, 2, 3e-3),
+        "cpu": (12_000, 64, 32, 400, 192, 3, 3, 1e-3),
+        "gpu": (None, 128, 128, 5_000, 256, 4, 4, 1e-3),
+    }
+    lines, seq_len, batch, steps, hidden, layers, heads, lr = sizes["gpu" if kind.startswith("gpu") else kind]
+    config = BertConfig(vocab_size=vocab_size, hidden_size=hidden, n_layers=layers, n_heads=heads,
+                        intermediate_size=4 * hidden, max_position=seq_len)
+    train = TrainConfig(max_steps=steps, lr=lr, warmup_steps=max(1, steps // 10), eval_every=max(10, steps // 4),
+                        max_eval_batches=10, log_every=max(1, steps // 40),
+                        precision="auto" if kind.startswith("gpu") else "fp32")
+    where = {"quick": "quick mode", "cpu": "2 CPU cores", "gpu": "one GPU", "gpu-fp16": "one GPU"}[kind]
+    return Recipe("bert-mlm", kind, config, train, batch_size=batch, seq_len=seq_len, eval_batch_size=64,
+                  train_limit=lines, note=f"{where}: {f'{lines:,} lines' if lines else 'all'} of WikiText-2's training "
+                                         f"text, {steps:,} steps of {batch} windows of {seq_len} WordPiece tokens")
+
+
 def _bpe(block: str):
     """Notebook 06's Transformer on BPE tokens: notebook 04's sizes and training (the race's clock), with
     a tied full softmax over the BPE vocabulary (small enough not to need an adaptive one, and what
@@ -327,5 +372,5 @@ def _bert_lora(kind: str, vocab_size: int) -> Recipe:
                                note=base.note + "; LoRA rank 8 on query and value, the head trained in full")
 
 
-_RECIPES = {"lstm": _lstm, "transformer": _transformer, "bert": _bert, "bert-lora": _bert_lora, "gpt-bpe": _bpe("gpt"),
+_RECIPES = {"lstm": _lstm, "transformer": _transformer, "bert-mlm": _bert_mlm, "bert": _bert, "bert-lora": _bert_lora, "gpt-bpe": _bpe("gpt"),
             "llama-bpe": _bpe("llama")}

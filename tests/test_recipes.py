@@ -123,6 +123,32 @@ def test_bert_recipe_has_the_same_shape():
         recipe.perplexities(None, {})
 
 
+def test_the_masked_lm_recipe_has_the_same_shape_and_trains():
+    """Notebook 05's pre-training run: a recipe like every other (config, training, batch shape, data slice)."""
+    from types import SimpleNamespace
+
+    from llmcourse.bert import BertForMaskedLM
+
+    recipe = recipe_for("bert-mlm", "quick", vocab_size=120)
+    assert (recipe.train_limit, recipe.seq_len, recipe.batch_size, recipe.train.max_steps) == (2_000, 64, 16, 40)
+    assert recipe_for("bert-mlm", "cpu", vocab_size=120).model_config.hidden_size == 192
+    model = recipe.model()
+    assert isinstance(model, BertForMaskedLM) and model.config.vocab_size == 120
+    tokenizer = SimpleNamespace(cls_token_id=1, sep_token_id=2, mask_token_id=3, vocab_size=120,
+                                all_special_ids=[0, 1, 2, 3])
+    ids = torch.randint(4, 120, (3_000,), generator=torch.Generator().manual_seed(0))
+    loaders = recipe.loaders({"train": ids, "valid": ids[:1_000], "tokenizer": tokenizer})
+    x, y = next(iter(loaders["train"]))
+    assert x.shape == (16, 64) and (x[:, 0] == 1).all() and 0 < (y != -100).sum() < y.numel()
+    history = train(model, loaders["train"], loaders["valid"], recipe.train.__class__(
+        **{**recipe.train.__dict__, "max_steps": 3, "eval_every": 3, "progress": False}), device="cpu")
+    assert history.steps == 3 and history.valid
+    with pytest.raises(ValueError, match=r"needs train and valid id streams and the tokenizer; \['tokenizer'\]"):
+        recipe.loaders({"train": ids, "valid": ids})
+    with pytest.raises(ValueError, match="accuracy"):
+        recipe_for("bert", "quick").perplexities(None, {})
+
+
 def test_models_do_not_import_the_training_loop():
     code = ("import sys, llmcourse.rnn, llmcourse.transformer, llmcourse.heads; "
             "print('llmcourse.training' in sys.modules)")
