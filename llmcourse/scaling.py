@@ -133,10 +133,10 @@ def _config(size: SweepSize, sweep: Sweep) -> TransformerConfig:
 
 
 def non_embedding_parameters(model: TransformerLM) -> int:
-    """Kaplan et al.'s ``N``: the parameters of the blocks and the final norm. The token and position
-    embeddings and the output layer are left out (the sweep's output layer is the tied embedding)."""
-    blocks = sum(p.numel() for p in model.blocks.parameters())
-    return blocks + sum(p.numel() for p in model.ln_f.parameters())
+    """Kaplan et al.'s ``N``: the parameters of the blocks and the final norm, the token and position embeddings
+    and the output layer left out (the sweep's output layer is the tied embedding). The one count of the course:
+    ``model.num_parameters(non_embedding=True)`` (:class:`llmcourse.protocols.LanguageModel`)."""
+    return model.num_parameters(non_embedding=True)
 
 
 def sweep_recipe(size: SweepSize, tokens: int, sweep: Sweep) -> Recipe:
