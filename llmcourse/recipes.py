@@ -22,19 +22,21 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .bert import BertConfig
 from .config import get_device, is_quick
 from .data import BPTTIterator, LMWindowDataset, batchify
 from .precision import bf16_supported
-from .rnn import RNNConfig, RNNLM
 from .training import TrainConfig, evaluate_perplexity
 from .transformer import TransformerConfig, TransformerLM
+
+if TYPE_CHECKING:
+    from .bert import BertConfig
+    from .rnn import RNNConfig
 
 __all__ = ["KINDS", "MODELS", "RACE_SECONDS", "ClassifierConfig", "Recipe", "recipe_kind", "recipe_for"]
 
@@ -91,13 +93,15 @@ class Recipe:
 
     def model(self) -> nn.Module:
         """A freshly initialised model (language models) or the pretrained classifier (BERT)."""
-        if isinstance(self.model_config, RNNConfig):
-            return RNNLM(self.model_config)
         if isinstance(self.model_config, TransformerConfig):
             return TransformerLM(self.model_config)
-        from . import bert
+        from . import rnn  # the LSTM's recipes only: what a recipe builds is all it imports
 
-        if isinstance(self.model_config, BertConfig):  # a small encoder of our own, for masked-LM pre-training
+        if isinstance(self.model_config, rnn.RNNConfig):
+            return rnn.RNNLM(self.model_config)
+        from . import bert  # only the BERT recipes reach it: a sweep of Transformers never loads it
+
+        if isinstance(self.model_config, bert.BertConfig):  # a small encoder of our own, for masked-LM pre-training
             return bert.BertForMaskedLM(self.model_config)
 
         c = self.model_config
@@ -119,7 +123,7 @@ class Recipe:
         scored once. BERT: ``data`` is the tokenizer, and the result is SST-2's tokenised ``train``
         and ``dev`` datasets (the ``Trainer`` batches them).
         """
-        if isinstance(self.model_config, BertConfig):
+        if isinstance(self.model_config, _bert_config()):
             return self._mlm_loaders(data, seed)
         if isinstance(self.model_config, ClassifierConfig):
             from . import bert
@@ -131,7 +135,7 @@ class Recipe:
             raise ValueError(f"loaders() needs the id streams of train, valid and test; {sorted(missing)} missing.")
         train_ids = data["train"] if self.train_limit is None else data["train"][: self.train_limit]
         eval_len = self.eval_seq_len or self.seq_len
-        if isinstance(self.model_config, RNNConfig):  # a stateful model: one stream per row, state carried
+        if not isinstance(self.model_config, TransformerConfig):  # the LSTM, stateful: one stream per row, state carried
             return {"train": BPTTIterator(batchify(train_ids, self.batch_size), self.seq_len),
                     **{s: BPTTIterator(batchify(data[s], self.eval_batch_size), eval_len) for s in ("valid", "test")}}
         pin = torch.cuda.is_available()
@@ -230,6 +234,8 @@ ADAPTIVE = dict(adaptive_cutoffs=(2_000, 10_000), adaptive_div_value=4.0)  # bot
 
 
 def _lstm(kind: str, vocab_size: int) -> Recipe:
+    from .rnn import RNNConfig
+
     if kind == "quick":
         return Recipe("lstm", kind,
                       RNNConfig(vocab_size, "lstm", d_embed=64, d_hidden=64, n_layers=1, dropout=0.1, tie_weights=False,
@@ -311,6 +317,13 @@ def _bert(kind: str, vocab_size: int) -> Recipe:
                   note=notes[kind])
 
 
+def _bert_config() -> type:
+    """:class:`llmcourse.bert.BertConfig`, imported when a recipe asks (the language models' never do)."""
+    from .bert import BertConfig
+
+    return BertConfig
+
+
 def _bert_mlm(kind: str, vocab_size: int) -> Recipe:
     """Notebook 05's small masked-LM pre-training run on WikiText-2 (WordPiece ids): an encoder of our own from
     random weights. ``train_limit`` is the lines of the training text read (None: all); ``vocab_size`` is the
@@ -321,7 +334,7 @@ def _bert_mlm(kind: str, vocab_size: int) -> Recipe:
         "gpu": (None, 128, 128, 5_000, 256, 4, 4, 1e-3),
     }
     lines, seq_len, batch, steps, hidden, layers, heads, lr = sizes["gpu" if kind.startswith("gpu") else kind]
-    config = BertConfig(vocab_size=vocab_size, hidden_size=hidden, n_layers=layers, n_heads=heads,
+    config = _bert_config()(vocab_size=vocab_size, hidden_size=hidden, n_layers=layers, n_heads=heads,
                         intermediate_size=4 * hidden, max_position=seq_len)
     train = TrainConfig(max_steps=steps, lr=lr, warmup_steps=max(1, steps // 10), eval_every=max(10, steps // 4),
                         max_eval_batches=10, log_every=max(1, steps // 40),

@@ -91,3 +91,16 @@ def test_the_module_map_names_every_module_of_the_package():
     listed = set(re.findall(r"``llmcourse\.(\w+)``", llmcourse.__doc__))
     modules = {p.stem for p in (ROOT / "llmcourse").glob("*.py") if not p.stem.startswith("_")} | {"exercises"}
     assert listed == modules, f"not in the map: {sorted(modules - listed)}; no such module: {sorted(listed - modules)}"
+
+
+def test_a_scaling_sweep_passes_only_through_the_modules_it_uses():
+    """From run_sweep's recipe to the model: Transformers only, so nothing of the RNN, BERT or LoRA is loaded."""
+    import subprocess
+    import sys
+
+    script = ("import sys; from llmcourse import scaling; sweep = scaling.sweep_for('quick'); "
+              "scaling.sweep_recipe(sweep.sizes[0], sweep.tokens[0], sweep).model(); "
+              "print(' '.join(sorted(m for m in sys.modules if m.startswith('llmcourse.'))))")
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    assert not {f"llmcourse.{m}" for m in ("rnn", "bert", "lora", "weights", "pretrained", "ngram")} & set(loaded)
+    assert "llmcourse.transformer" in loaded
