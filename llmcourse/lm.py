@@ -94,5 +94,5 @@ class BigramLM(nn.Module):
         if config.tie_weights:
             self.out.weight = self.embed.weight
 
-    def forward(self, x: Tensor) -> Tensor:  # x: (batch, time) ids
-        return self.out(self.embed(x))  # (batch, time, d_model) -> logits (batch, time, vocab)
+    def forward(self, x: Tensor) -> Tensor:
+        return self.out(self.embed(x))

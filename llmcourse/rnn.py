@@ -355,8 +355,8 @@ class RNNLM(nn.Module):
             raise ValueError(f"RNNLM expects ids of shape (batch, time), got {tuple(x.shape)}; "
                              "add a batch dimension with x.unsqueeze(0).")
         check_token_ids(x, self.config.vocab_size, "RNNLM")
-        hidden, state = self.rnn(self.drop(self.embed(x)), state)  # (batch, time, d_embed) -> (batch, time, d_hidden)
-        return self.head(self.drop(hidden)), state  # logits (batch, time, vocab), or hidden with an adaptive softmax
+        hidden, state = self.rnn(self.drop(self.embed(x)), state)
+        return self.head(self.drop(hidden)), state
 
     def loss_fn(self, output: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """The training loop's loss hook: summed negative log-likelihood of ``y`` ``(batch, time)``

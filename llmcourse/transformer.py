@@ -485,7 +485,6 @@ class TransformerBlock(nn.Module):
             self.ff = SwiGLU(c.d_model, c.d_ff, c.dropout, bias=c.bias)
 
     def forward(self, x: Tensor, *, rope: tuple[Tensor, Tensor] | None = None, cache: KVCache | None = None) -> Tensor:
-        # x: (batch, time, d_model) in, and out of every line below
         if self.norm_first:  # pre-LN (GPT-2): normalise inside each branch, add to an untouched stream
             attended, _ = self.attn(self.ln1(x), is_causal=self.causal, rope=rope, cache=cache)
             x = x + self.drop(attended)
@@ -603,12 +602,12 @@ class TransformerLM(nn.Module):
                              f"{self.config.max_context} (it has no position vector beyond). Feed the last "
                              f"{self.config.max_context} ids, x[:, -{self.config.max_context}:] (which is what "
                              "llmcourse.decoding.generate does), or build a model with a larger max_context.")
-        h = self.drop(self.tok_embed(x) + self.positions(t, x.device, start))  # (batch, time, d_model)
+        h = self.drop(self.tok_embed(x) + self.positions(t, x.device, start))
         rope = None
         if self.config.positional == "rope":
             rope = (self.rope_cos[start : start + t], self.rope_sin[start : start + t])
         for i, block in enumerate(self.blocks):
-            h = block(h, rope=rope, cache=None if cache is None else cache[i])  # (batch, time, d_model)
+            h = block(h, rope=rope, cache=None if cache is None else cache[i])
         return self.ln_f(h)
 
     def forward(self, x: Tensor, cache: list[KVCache] | None = None) -> Tensor:
