@@ -19,6 +19,7 @@ One concept, one module (and one notebook):
 ``llmcourse.transformer`` a GPT-style Transformer LM, Llama's options, a KV cache (04, 06)
 ``llmcourse.interop``     the Transformer into transformers' GPT-2 and Llama and back (04, 06)
 ``llmcourse.bpe``         byte-pair encoding from scratch, equal to ``tokenizers`` (notebook 06)
+``llmcourse.bytebpe``     byte-level BPE as GPT-2 and Llama 3 use it, equal to ``tokenizers``
 ``llmcourse.weights``     which pretrained weights to load and from where (MiniLM, the Hub, a folder)
 ``llmcourse.bert``        masked LM, a BERT encoder, SST-2 fine-tuning helpers (notebook 05)
 ``llmcourse.probes``      a bias probe of a sentence classifier on templated sentences (05)

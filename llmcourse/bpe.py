@@ -138,7 +138,8 @@ class _Splitter:
         raise IndexError(index)
 
 
-def _check_text(text: object, what: str) -> str:
+def check_text(text: object, what: str) -> str:
+    """``text`` if it is a str, else a TypeError naming ``what`` (bytes get the hint to decode them first)."""
     if isinstance(text, str):
         return text
     if isinstance(text, (bytes, bytearray)):
@@ -159,7 +160,7 @@ def count_words(texts: Iterable[str] | str, special_tokens: Sequence[str] = DEFA
     split, skip = _Splitter(specials), set(specials)
     counts: Counter = Counter()
     for i, text in enumerate([texts] if isinstance(texts, str) else texts):
-        _check_text(text, f"texts[{i}]")
+        check_text(text, f"texts[{i}]")
         counts.update(w for w in split(text) if w not in skip)
     return counts
 
@@ -457,7 +458,7 @@ class BPETokenizer:
 
         Equal to ``tokenizers_bpe(...).encode(text).ids`` (a test checks it on WikiText-2).
         """
-        text = _check_text(text, "encode's text")
+        text = check_text(text, "encode's text")
         if WORD_START in text:
             where = text.index(WORD_START)
             raise ValueError(f"the text holds the word-start marker {WORD_START!r} (U+2581) at position {where}: "
@@ -600,7 +601,7 @@ class BPETokenizer:
 def tokens_per_word(tokenizer: BPETokenizer, texts: Iterable[str] | str) -> float:
     """Tokens per word of ``texts`` (words as ``str.split`` counts them, special tokens included)."""
     texts = [texts] if isinstance(texts, str) else list(texts)
-    words = sum(len(_check_text(t, f"texts[{i}]").split()) for i, t in enumerate(texts))
+    words = sum(len(check_text(t, f"texts[{i}]").split()) for i, t in enumerate(texts))
     if words == 0:
         raise ValueError("texts has no words to measure.")
     return sum(len(tokenizer.encode(t)) for t in texts) / words
