@@ -60,7 +60,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from .files import atomic_write
+from .files import read_json, write_json
 
 __all__ = [
     "WORD_START",
@@ -580,19 +580,12 @@ class BPETokenizer:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the tokenizer to ``path`` as JSON, atomically (a reader never sees half a file)."""
-        text = json.dumps(self.to_dict(), ensure_ascii=False)
-        return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        return write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "BPETokenizer":
         """Read a tokenizer written by :meth:`save`; a damaged file is a ``ValueError`` that names it."""
-        try:
-            with open(path, encoding="utf-8") as f:
-                state = json.load(f)
-            return cls.from_dict(state)
-        except (json.JSONDecodeError, UnicodeDecodeError, ValueError, TypeError) as exc:
-            raise ValueError(f"{path} is not a readable BPE tokenizer ({exc}); save it again with "
-                             "BPETokenizer.save or retrain it.") from exc
+        return read_json(path, cls.from_dict, "BPE tokenizer", "save it again with BPETokenizer.save or retrain it")
 
 
 # --------------------------------------------------------------------------------------------

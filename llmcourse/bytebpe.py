@@ -50,7 +50,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 import regex
 
 from .bpe import check_text, learn_merges_fast, tokenizers_merges
-from .files import atomic_write
+from .files import atomic_write, read_json, write_json
 
 __all__ = ["DEFAULT_SPECIALS", "GPT2_PATTERN", "SpecialSplitter", "bytes_to_unicode", "unicode_to_bytes", "pretokenize",
            "train_byte_bpe", "ByteBPETokenizer", "tokenizers_byte_bpe", "tokenizers_merges"]
@@ -376,18 +376,13 @@ class ByteBPETokenizer:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the tokenizer to ``path`` as JSON, atomically (a reader never sees half a file)."""
-        text = json.dumps(self.to_dict(), ensure_ascii=False)
-        return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        return write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ByteBPETokenizer":
         """Read a tokenizer written by :meth:`save`; a damaged file is a ``ValueError`` that names it."""
-        try:
-            with open(path, encoding="utf-8") as f:
-                return cls.from_dict(json.load(f))
-        except (json.JSONDecodeError, UnicodeDecodeError, ValueError, TypeError) as exc:
-            raise ValueError(f"{path} is not a readable byte-level BPE tokenizer ({exc}); save it again with "
-                             "ByteBPETokenizer.save or retrain it.") from exc
+        return read_json(path, cls.from_dict, "byte-level BPE tokenizer",
+                         "save it again with ByteBPETokenizer.save or retrain it")
 
     def save_gpt2_files(self, folder: str | os.PathLike) -> tuple[Path, Path]:
         """Write GPT-2's two files into ``folder``: ``vocab.json`` (token -> id) and ``merges.txt`` (a

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-__all__ = ["atomic_write", "locked", "read_json_rows", "update_json_rows"]
+__all__ = ["atomic_write", "write_json", "read_json", "locked", "read_json_rows", "update_json_rows"]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -37,6 +37,22 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def write_json(path: str | os.PathLike, state: Any) -> Path:
+    """``state`` as JSON in ``path`` (UTF-8, non-ASCII characters kept as they are), written atomically."""
+    text = json.dumps(state, ensure_ascii=False)
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def read_json(path: str | os.PathLike, build: Callable[[Any], Any], what: str, fix: str) -> Any:
+    """``build(the JSON in path)``; a file that is not valid UTF-8 JSON, or that ``build`` refuses (a
+    ``ValueError`` or ``TypeError``), is a ``ValueError`` naming the file, ``what`` it should be and the ``fix``."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return build(json.load(f))
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, TypeError) as exc:
+        raise ValueError(f"{path} is not a readable {what} ({exc}); {fix}.") from exc
 
 
 def _umask() -> int:
