@@ -85,6 +85,9 @@ def fake_hub(monkeypatch, tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     for name in hub.OFFLINE_SWITCHES:
         monkeypatch.delenv(name, raising=False)
+    from huggingface_hub import constants  # it read HF_HUB_OFFLINE when it was imported (CI sets it)
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
     yield files
     server.shutdown()
