@@ -40,6 +40,29 @@ def save(result: dict, out: str | Path, *, hide: tuple[str, ...] = (), echo: boo
     return path
 
 
+def timed(fn):
+    """``(fn(), seconds it took)``."""
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def tokenizer_args(argv: list[str] | None, description: str, quick_help: str, name: str):
+    """The command line of the tokenizer benchmarks (``bpe.py``, ``bytebpe.py``): ``--quick``, ``--threads``
+    (``tokenizers``' threads, set through ``RAYON_NUM_THREADS`` before it first runs in parallel), ``--out``.
+    Returns the arguments and the result file (``results/<name>[_quick].json`` unless ``--out``)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--threads", type=int, default=1, help="tokenizers' threads (default 1); 0 = its default")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if args.threads:
+        os.environ["RAYON_NUM_THREADS"] = str(args.threads)
+    return args, args.out or Path(__file__).parent / "results" / f"{name}{'_quick' if args.quick else ''}.json"
+
+
 def default_result_path(benchmark: str, device: torch.device, kind: str) -> Path:
     """``benchmarks/results/<benchmark>_<device>[_quick].json``: ``cpu``, or the GPU's name."""
     where = "cpu" if device.type != "cuda" else torch.cuda.get_device_name(device).lower().replace(" ", "-")

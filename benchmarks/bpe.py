@@ -13,8 +13,6 @@ estimate, marked as one. Prints the figures and saves them to ``benchmarks/resul
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -26,7 +24,7 @@ from llmcourse.bpe import (WORD_START, BPETokenizer, count_words, learn_merges, 
                            tokenizers_merges, train_bpe)
 from llmcourse.data import WikiText2  # noqa: E402
 
-from _common import save, stamp  # noqa: E402  (benchmarks/_common.py)
+from _common import save, stamp, timed, tokenizer_args  # noqa: E402  (benchmarks/_common.py)
 
 FULL = {"vocab_size": 16000, "plain_merges": 10, "tradeoff": (500, 1000, 2000, 4000, 8000, 16000), "train_encode": True}
 QUICK = {"vocab_size": 2000, "plain_merges": 3, "tradeoff": (500, 1000, 2000), "train_encode": False}
@@ -36,19 +34,13 @@ def _words(lines: list[str]) -> int:
     return sum(len(line.split()) for line in lines)
 
 
-def _timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t0
-
-
 def encode_figures(ours: BPETokenizer, theirs, lines: list[str], name: str) -> dict:
     """Words per second for ours (cold cache: a fresh copy; then warm) and tokenizers' encode_batch."""
     words = _words(lines)
     fresh = BPETokenizer(ours.merges, ours.alphabet, ours.special_tokens, ours.unk_token)
-    ids, cold = _timed(lambda: [fresh.encode(line) for line in lines])
-    _, warm = _timed(lambda: [fresh.encode(line) for line in lines])
-    encodings, hf = _timed(lambda: theirs.encode_batch(lines))
+    ids, cold = timed(lambda: [fresh.encode(line) for line in lines])
+    _, warm = timed(lambda: [fresh.encode(line) for line in lines])
+    encodings, hf = timed(lambda: theirs.encode_batch(lines))
     return {"split": name, "lines": len(lines), "words": words, "tokens": sum(map(len, ids)),
             "ours_cold_seconds": round(cold, 3), "ours_cold_words_per_second": round(words / cold),
             "ours_warm_seconds": round(warm, 3), "ours_warm_words_per_second": round(words / warm),
@@ -58,31 +50,25 @@ def encode_figures(ours: BPETokenizer, theirs, lines: list[str], name: str) -> d
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="vocabulary 2,000, valid only: a smoke test (seconds)")
-    parser.add_argument("--threads", type=int, default=1, help="tokenizers' threads (default 1); 0 = its default")
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args(argv)
-    if args.threads:
-        os.environ["RAYON_NUM_THREADS"] = str(args.threads)  # read when tokenizers first runs in parallel
+    args, out = tokenizer_args(argv, __doc__.splitlines()[0], "vocabulary 2,000, valid only: a smoke test (seconds)",
+                               "bpe")
     plan = QUICK if args.quick else FULL
-    out = args.out or ROOT / "benchmarks" / "results" / ("bpe_quick.json" if args.quick else "bpe.json")
 
-    (train, valid), load_s = _timed(lambda: WikiText2(("train", "valid")))
-    counts, count_s = _timed(lambda: count_words(train))
+    (train, valid), load_s = timed(lambda: WikiText2(("train", "valid")))
+    counts, count_s = timed(lambda: count_words(train))
     print(f"WikiText-2: {_words(train):,} train words ({len(counts):,} distinct, counted in {count_s:.2f} s), "
           f"{_words(valid):,} valid words", flush=True)
 
     vocab_size = plan["vocab_size"]
-    ours, ours_s = _timed(lambda: train_bpe(counts, vocab_size=vocab_size, unk_token="<unk>"))
-    theirs, hf_s = _timed(lambda: tokenizers_bpe(train, vocab_size, unk_token="<unk>"))
+    ours, ours_s = timed(lambda: train_bpe(counts, vocab_size=vocab_size, unk_token="<unk>"))
+    theirs, hf_s = timed(lambda: tokenizers_bpe(train, vocab_size, unk_token="<unk>"))
     merges = len(ours.merges)
     identical = ours.merges == tokenizers_merges(theirs) and ours.vocab == theirs.get_vocab()
     print(f"training to {vocab_size:,} tokens ({merges:,} merges): ours {ours_s:.2f} s (+ {count_s:.2f} s counting), "
           f"tokenizers {hf_s:.2f} s (counting included); merges and ids identical: {identical}", flush=True)
 
     words = {(WORD_START, *w): c for w, c in counts.items()}
-    _, plain_s = _timed(lambda: learn_merges(words, plan["plain_merges"]))
+    _, plain_s = timed(lambda: learn_merges(words, plan["plain_merges"]))
     per_merge = plain_s / plan["plain_merges"]
     print(f"plain learn_merges: {per_merge:.3f} s per merge ({plan['plain_merges']} timed), so about "
           f"{per_merge * merges / 60:.0f} min for {merges:,} merges (ESTIMATE)", flush=True)

@@ -16,10 +16,8 @@ a smoke test of a few seconds on the first lines).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -30,7 +28,7 @@ from llmcourse.bytebpe import (ByteBPETokenizer, SpecialSplitter, tokenizers_byt
                                train_byte_bpe)
 from llmcourse.data import WikiText2, dataset_path  # noqa: E402
 
-from _common import save, stamp  # noqa: E402  (benchmarks/_common.py)
+from _common import save, stamp, timed, tokenizer_args  # noqa: E402  (benchmarks/_common.py)
 
 SPECIALS = ("<|endoftext|>", "<unk>")
 FULL = {"vocab_size": 4096, "train_lines": None, "valid_lines": None, "encode_train": True, "stream_lines": None}
@@ -38,18 +36,12 @@ QUICK = {"vocab_size": 512, "train_lines": 2000, "valid_lines": 300, "encode_tra
 TARGET = 3.0  # ours at most this many times slower than tokenizers
 
 
-def _timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t0
-
-
 def encode_figures(ours: ByteBPETokenizer, theirs, text: str, name: str) -> dict:
     """Seconds to encode ``text`` with ours (a fresh copy: cold cache, then warm) and with tokenizers."""
     fresh = ByteBPETokenizer(ours.merges, ours.special_tokens)
-    ids, cold = _timed(lambda: fresh.encode(text))
-    _, warm = _timed(lambda: fresh.encode(text))
-    encoding, hf = _timed(lambda: theirs.encode(text))
+    ids, cold = timed(lambda: fresh.encode(text))
+    _, warm = timed(lambda: fresh.encode(text))
+    encoding, hf = timed(lambda: theirs.encode(text))
     mb = len(text.encode("utf-8")) / 1e6
     return {"split": name, "megabytes": round(mb, 2), "words": len(text.split()), "tokens": len(ids),
             "ours_cold_seconds": round(cold, 3), "ours_warm_seconds": round(warm, 3),
@@ -76,7 +68,7 @@ def stream_figures(ours: ByteBPETokenizer, path: Path, n_lines: int | None) -> d
     for _ in ("cold cache", "warm cache"):  # the second pass finds the cache full: the streaming alone
         tracemalloc.start()
         try:
-            count, seconds = _timed(lambda: sum(1 for _ in fresh.encode_iterable(lines())))
+            count, seconds = timed(lambda: sum(1 for _ in fresh.encode_iterable(lines())))
             peaks.append(tracemalloc.get_traced_memory()[1])
         finally:
             tracemalloc.stop()
@@ -91,18 +83,12 @@ def stream_figures(ours: ByteBPETokenizer, path: Path, n_lines: int | None) -> d
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="vocabulary 512 on the first 2,000 lines: a smoke test")
-    parser.add_argument("--threads", type=int, default=1, help="tokenizers' threads (default 1); 0 = its default")
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args(argv)
-    if args.threads:
-        os.environ["RAYON_NUM_THREADS"] = str(args.threads)  # read when tokenizers first runs in parallel
+    args, out = tokenizer_args(argv, __doc__.splitlines()[0], "vocabulary 512 on the first 2,000 lines: a smoke test",
+                               "bytebpe")
     plan = QUICK if args.quick else FULL
-    out = args.out or ROOT / "benchmarks" / "results" / ("bytebpe_quick.json" if args.quick else "bytebpe.json")
 
     load_average = [round(x, 2) for x in os.getloadavg()]  # other work on the machine slows both sides
-    (train, valid), load_s = _timed(lambda: WikiText2(("train", "valid")))
+    (train, valid), load_s = timed(lambda: WikiText2(("train", "valid")))
     train, valid = train[:plan["train_lines"]], valid[:plan["valid_lines"]]
     train_text, valid_text = "\n".join(train), "\n".join(valid)
     print(f"WikiText-2: train {len(train_text.encode()) / 1e6:.2f} MB ({len(train):,} lines), valid "
@@ -111,9 +97,9 @@ def main(argv: list[str] | None = None) -> dict:
     import tokenizers  # noqa: F401  (imported before the clock starts)
 
     vocab_size = plan["vocab_size"]
-    ours, ours_s = _timed(lambda: train_byte_bpe([train_text], vocab_size, special_tokens=SPECIALS))
-    theirs, hf_s = _timed(lambda: tokenizers_byte_bpe([train_text], vocab_size, special_tokens=SPECIALS))
-    _, cut_s = _timed(lambda: sum(1 for part, special in SpecialSplitter(SPECIALS)(train_text) if not special))
+    ours, ours_s = timed(lambda: train_byte_bpe([train_text], vocab_size, special_tokens=SPECIALS))
+    theirs, hf_s = timed(lambda: tokenizers_byte_bpe([train_text], vocab_size, special_tokens=SPECIALS))
+    _, cut_s = timed(lambda: sum(1 for part, special in SpecialSplitter(SPECIALS)(train_text) if not special))
     identical = ours.merges == tokenizers_merges(theirs) and ours.vocab == theirs.get_vocab()
     print(f"training to {vocab_size:,} tokens ({len(ours.merges):,} merges): ours {ours_s:.2f} s, tokenizers "
           f"{hf_s:.2f} s on {args.threads or 'its default number of'} thread(s) (of which {cut_s:.2f} s cutting out "
