@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from .files import atomic_write
 
-__all__ = ["STATE_FILE", "fingerprint", "rng_state", "set_rng_state", "save_state", "load_state"]
+__all__ = ["STATE_FILE", "Resumer", "fingerprint", "rng_state", "set_rng_state", "save_state", "load_state"]
 
 STATE_FILE = "train_state.pt"
 FORMAT = 1
@@ -144,3 +144,85 @@ def restore_recurrent(state: Any, device: torch.device) -> Any:
     if isinstance(state, Tensor):
         return state.to(device)
     return tuple(restore_recurrent(s, device) for s in state)
+
+
+class Resumer:
+    """The whole training state of one call of :func:`llmcourse.training.train`, saved to
+    ``config.resume_dir`` every ``resume_every`` steps or ``resume_every_seconds`` and at the end, and put
+    back when a run starts. It keeps the random state each epoch's data was drawn from and how many of its
+    batches were trained on, so that a resumed run skips to the same batch of the same shuffle.
+
+    ``run`` is what the parts of that call share (its ``config``, ``history``, ``clock``, ``team`` of
+    processes and ``write``); ``validator`` holds the best weights and the count of bad validations."""
+
+    def __init__(self, run: Any, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 scaler: torch.amp.GradScaler, validator: Any, train_data: Iterable):
+        if run.team.size > 1:
+            raise ValueError("resume_dir is for one process: a torchrun group would need one state per process. "
+                             "Use checkpoint_dir to keep the best weights instead.")
+        self.run, self.model, self.optimizer, self.scaler = run, model, optimizer, scaler
+        self.validator, self.data = validator, train_data
+        self.directory = Path(run.config.resume_dir)
+        self.expected = fingerprint(model, run.config)
+        self.every_seconds = run.config.resume_every_seconds or (None if run.config.resume_every else 60.0)
+        self.next_save = self.every_seconds
+        self.saved: dict | None = None
+        self.batch_in_epoch, self.epoch_rng = 0, None
+
+    def restore(self) -> tuple[int, int, int]:
+        """Put a saved state back: ``(step, epoch, batches of that epoch already trained on)``."""
+        saved = load_state(self.directory, self.expected)
+        if saved is None:
+            return 0, 0, 0
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        if self.scaler.is_enabled() and saved["scaler"]:
+            self.scaler.load_state_dict(saved["scaler"])
+        history = self.run.history
+        restored = type(history).from_dict(json.loads(saved["history"]))
+        for f in dataclasses.fields(history):
+            setattr(history, f.name, getattr(restored, f.name))
+        self.validator.best_state, self.validator.bad_validations = saved["best_state"], saved["bad_validations"]
+        self.run.clock.go_on_from(saved["seconds"])
+        self.run.clock.next_eval_seconds = saved["next_eval_seconds"]
+        if self.every_seconds:
+            self.next_save = saved["seconds"] + self.every_seconds
+        if not saved["batch_in_epoch"]:  # saved between epochs: the next one draws from here
+            set_rng_state(saved["step_rng"], self.data)
+        self.saved = saved
+        self.run.write(f"resumed from {self.directory / STATE_FILE}: step {saved['step']}, "
+                       f"{saved['seconds']:.1f} s of training already done")
+        return saved["step"], saved["epoch"], saved["batch_in_epoch"]
+
+    def start_epoch(self, skip: int) -> None:
+        """Before an epoch's data is drawn: keep (resuming mid-epoch: put back) the random state it draws from."""
+        if skip:
+            set_rng_state(self.saved["epoch_rng"], self.data)
+        self.epoch_rng, self.batch_in_epoch = rng_state(self.data), skip
+
+    def resumed_here(self, device: torch.device) -> Any:
+        """Past the batches already trained on: the saved run's random state; its recurrent state returned."""
+        set_rng_state(self.saved["step_rng"], self.data)
+        return restore_recurrent(self.saved["recurrent"], device)
+
+    def after_step(self, step: int, epoch: int, state: Any) -> None:
+        self.batch_in_epoch += 1
+        if (self.run.config.resume_every and step % self.run.config.resume_every == 0) or (
+                self.next_save is not None and self.run.clock.seconds() >= self.next_save):
+            self.save(step, epoch, state)
+
+    def save(self, step: int, epoch: int, state: Any) -> None:
+        clock = self.run.clock
+        if self.next_save is not None:
+            while self.next_save <= clock.seconds():
+                self.next_save += self.every_seconds
+        with clock.paused():
+            v = self.validator
+            save_state(self.directory, {
+                "fingerprint": self.expected, "step": step, "epoch": epoch, "batch_in_epoch": self.batch_in_epoch,
+                "seconds": clock.seconds(), "next_eval_seconds": clock.next_eval_seconds,
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+                "history": json.dumps(self.run.history.to_dict()), "best_state": v.best_state,
+                "bad_validations": v.bad_validations, "recurrent": detached_copy(state),
+                "epoch_rng": self.epoch_rng, "step_rng": rng_state(self.data)})

@@ -39,14 +39,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
+import functools
 import math
 import numbers
 import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -356,35 +355,42 @@ def _optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> t
     return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
 
 
-class _Validator:
-    """Validation, the best weights and early stopping: ``validate(step, epoch)`` says whether to stop."""
+@dataclass
+class _Run:
+    """What the parts of one call of :func:`train` share: its config, its history, its clock, its team
+    of processes (:mod:`llmcourse.ddp`; one process alone) and the printer of its progress bar."""
 
-    def __init__(self, model: nn.Module, forward_model: nn.Module, valid_data: Iterable | None, loss_fn: LossFn,
-                 config: TrainConfig, history: History, clock: _Clock, device: torch.device, precision: str,
-                 team: ddp.Alone, write: Callable[[str], None]):
-        self.model, self.forward_model, self.valid_data, self.loss_fn = model, forward_model, valid_data, loss_fn
-        self.config, self.history, self.clock, self.device, self.precision = config, history, clock, device, precision
-        self.team, self.write = team, write
+    config: TrainConfig
+    history: History
+    clock: _Clock
+    team: ddp.Alone
+    write: Callable[[str], None]
+
+
+class _Validator:
+    """Validation, the best weights and early stopping: ``validate(step, epoch)`` says whether to stop.
+    ``valid_loss()`` gives the mean validation loss (None: no validation data)."""
+
+    def __init__(self, run: _Run, model: nn.Module, valid_loss: Callable[[], float] | None):
+        self.run, self.model, self.valid_loss = run, model, valid_loss
         self.best_state: dict[str, Tensor] | None = None
         self.bad_validations = 0
 
     def validate(self, step: int, epoch: int) -> bool:
-        if self.valid_data is None:
+        if self.valid_loss is None:
             return False
-        config, history, at = self.config, self.history, self.clock.seconds()
-        with self.clock.paused():
-            val_loss, _ = evaluate(self.forward_model, self.valid_data, loss_fn=self.loss_fn, device=self.device,
-                                   max_batches=config.max_eval_batches, precision=self.precision)
+        config, history, clock, at = self.run.config, self.run.history, self.run.clock, self.run.clock.seconds()
+        with clock.paused():
             # Under DDP every process reads the whole validation set: one process's numbers exactly, with no
             # shard padded by repeated windows to miscount tokens (but no speed-up). Rank 0's loss is then
             # everyone's, so that the best step and early stopping agree even where GPUs differ in a last bit.
-            val_loss = self.team.agree(val_loss)
+            val_loss = self.run.team.agree(self.valid_loss())
             ppl = math.exp(min(val_loss, 50))
             history.valid.append({"step": step, "epoch": epoch, "seconds": round(at, 3), "loss": val_loss, "ppl": ppl})
-            self.write(f"step {step:>6}  {at:7.1f} s  valid loss {val_loss:.4f}  valid ppl {ppl:.2f}")
+            self.run.write(f"step {step:>6}  {at:7.1f} s  valid loss {val_loss:.4f}  valid ppl {ppl:.2f}")
             if val_loss < history.best_valid_loss:
                 history.best_valid_loss, history.best_step, self.bad_validations = val_loss, step, 0
-                if config.checkpoint_dir and self.team.main:
+                if config.checkpoint_dir and self.run.team.main:
                     save_checkpoint(self.model, config.checkpoint_dir, history=history)
                 if config.restore_best:
                     self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -499,30 +505,27 @@ def train_simple(model: nn.Module, batches: Iterable, *, steps: int, lr: float =
     return losses
 
 
-def train(model: nn.Module, train_data: Iterable, valid_data: Iterable | None = None,
-          config: TrainConfig | None = None, *, device: torch.device | str | None = None,
-          optimizer: torch.optim.Optimizer | None = None, loss_fn: LossFn | None = None) -> History:
-    """Train ``model`` on batches ``(x, y)`` of ``train_data``; validate on ``valid_data``.
+@dataclass
+class _Parts:
+    """Everything :func:`train` builds before its first step."""
 
-    The loop of notebook 00 (forward, loss, ``zero_grad``, ``backward``, ``step``) with its extras:
-    AdamW (weights only decayed where they are matrices) unless an ``optimizer`` is given; warm-up
-    then the schedule of ``config``, over steps or over a time budget; gradient clipping; the
-    precision and compilation the device allows (:mod:`llmcourse.precision`); a progress bar with the
-    running loss; validation every epoch, ``eval_every`` steps or ``eval_every_seconds``, with early
-    stopping; the best weights saved to ``config.checkpoint_dir`` and restored at the end.
-    Launched by ``torchrun`` on several processes, it trains with DDP (notebook 07): ``train_data`` is
-    then this process's share of each batch (:func:`llmcourse.distributed.distributed_loader`), and
-    ``valid_data`` the whole validation set, read by every process.
-    Returns the :class:`History`.
-    """
+    run: _Run
+    step_loss: nn.Module  # (x, y, state) -> (summed loss, tokens, state); under DDP, wrapped in it
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    progress: _Progress
+    validator: _Validator
+    resumer: resume.Resumer | None
+
+
+def _set_up(model: nn.Module, train_data: Iterable, valid_data: Iterable | None, config: TrainConfig,
+            device: torch.device, optimizer: torch.optim.Optimizer | None, loss_fn: LossFn | None) -> _Parts:
+    """The model on its device, compiled where asked; the loss; the optimizer; the clock; validation."""
     if isinstance(model, nn.parallel.DistributedDataParallel):
         raise ValueError("train() wraps the model in DistributedDataParallel itself when it runs on several "
                          "processes: pass the plain model (ddp_model.module).")
-    config = config or TrainConfig()
-    device = get_device(device)
     model.to(device)
     loss_fn = loss_fn or default_loss(model)
-    stateful = is_stateful(model)
     try:
         steps_per_epoch = len(train_data)  # type: ignore[arg-type]
     except TypeError:
@@ -530,7 +533,7 @@ def train(model: nn.Module, train_data: Iterable, valid_data: Iterable | None = 
     precision = resolve_precision(config.precision, device)
     forward_model = _try_compile(model) if resolve_compile(config.compile, device) else model
     team = ddp.team(device)
-    step_loss = team.wrap(_StepLoss(forward_model, loss_fn, stateful, precision, device))
+    step_loss = team.wrap(_StepLoss(forward_model, loss_fn, is_stateful(model), precision, device))
     history = History(budget_seconds=config.budget_seconds, precision=precision, compiled=forward_model is not model)
     # the optimizer before the clock: its first construction in a process imports torch._dynamo (2-3 s),
     # which is not training and would shorten the first budget run of a process
@@ -540,24 +543,70 @@ def train(model: nn.Module, train_data: Iterable, valid_data: Iterable | None = 
     scaler = grad_scaler(precision, device) or torch.amp.GradScaler(device.type, enabled=False)
     clock = _Clock(config, steps_per_epoch, agree=team.agree)
     progress = _Progress(config, clock, history, show=team.main)
-    validator = _Validator(model, forward_model, valid_data, loss_fn, config, history, clock, device, precision,
-                           team, progress.write)
-    resumer = _Resumer(model, optimizer, scaler, config, validator, team, train_data) if config.resume_dir else None
-    step, epoch, skip = resumer.restore(history, clock) if resumer else (0, 0, 0)
+    run = _Run(config, history, clock, team, progress.write)
+    valid_loss = None if valid_data is None else functools.partial(
+        _mean_loss, forward_model, valid_data, loss_fn=loss_fn, device=device,
+        max_batches=config.max_eval_batches, precision=precision)
+    validator = _Validator(run, model, valid_loss)
+    resumer = resume.Resumer(run, model, optimizer, scaler, validator, train_data) if config.resume_dir else None
+    return _Parts(run, step_loss, optimizer, scaler, progress, validator, resumer)
+
+
+def _mean_loss(model: nn.Module, data: Iterable, **kwargs) -> float:
+    return evaluate(model, data, **kwargs)[0]
+
+
+def _epoch_batches(train_data: Iterable, epoch: int, skip: int, resumer: resume.Resumer | None,
+                   device: torch.device) -> tuple[Iterator, Any]:
+    """The batches of one epoch and the recurrent state it starts from: a resumed run goes past the
+    ``skip`` batches it had trained on and takes back its state."""
+    _set_epoch(train_data, epoch)
+    if resumer:
+        resumer.start_epoch(skip)
+    batches, state = iter(train_data), None
+    if skip:
+        for _ in range(skip):
+            next(batches, None)
+        state = resumer.resumed_here(device)
+    return batches, state
+
+
+def _check_trained(step: int, steps_before: int, skip: int, history: History) -> None:
+    """After an epoch: training never reports success on nothing."""
+    if step == steps_before and not skip:
+        raise ValueError("train_data gave no batch: it is empty (too few tokens for one batch?).")
+    if history.train_tokens == 0:
+        raise ValueError("Every target in train_data is -100 (ignored): there is nothing to learn, and "
+                         "the loss would read 0 (perplexity 1). Check how the targets were built.")
+
+
+def train(model: nn.Module, train_data: Iterable, valid_data: Iterable | None = None,
+          config: TrainConfig | None = None, *, device: torch.device | str | None = None,
+          optimizer: torch.optim.Optimizer | None = None, loss_fn: LossFn | None = None) -> History:
+    """Train ``model`` on batches ``(x, y)`` of ``train_data``; validate on ``valid_data``.
+
+    :func:`train_simple`'s loop (forward, loss, ``zero_grad``, ``backward``, ``step``) with its extras:
+    AdamW unless an ``optimizer`` is given; warm-up then the schedule of ``config``, over steps or a time
+    budget; gradient clipping; the precision and compilation the device allows; a progress bar; validation
+    every epoch, ``eval_every`` steps or ``eval_every_seconds``, with early stopping; the best weights saved
+    to ``config.checkpoint_dir`` and restored at the end; the whole state kept in ``config.resume_dir``.
+    Launched by ``torchrun`` on several processes, it trains with DDP (notebook 07): ``train_data`` is then
+    this process's share of each batch, ``valid_data`` the whole validation set. Returns the :class:`History`.
+    """
+    config = config or TrainConfig()
+    device = get_device(device)
+    parts = _set_up(model, train_data, valid_data, config, device, optimizer, loss_fn)
+    optimizer, scaler, step_loss, progress = parts.optimizer, parts.scaler, parts.step_loss, parts.progress
+    clock, team, history = parts.run.clock, parts.run.team, parts.run.history
+    validator, resumer = parts.validator, parts.resumer
+    step, epoch, skip = resumer.restore() if resumer else (0, 0, 0)
     progress.start = clock.seconds()
     stop = False  # early stopping
     model.train()
     try:
         while epoch < clock.epochs and not stop and not clock.done(step):
-            steps_before, state = step, None
-            _set_epoch(train_data, epoch)
-            if resumer:
-                resumer.start_epoch(skip)
-            batches = iter(train_data)
-            if skip:  # a resumed run: past the batches of this epoch it had trained on, with its state
-                for _ in range(skip):
-                    next(batches, None)
-                state = resumer.resumed_here(device)
+            steps_before = step
+            batches, state = _epoch_batches(train_data, epoch, skip, resumer, device)
             for x, y in batches:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 lr = clock.lr(step)
@@ -578,105 +627,30 @@ def train(model: nn.Module, train_data: Iterable, valid_data: Iterable | None = 
                 if clock.validation_due(step):
                     stop = validator.validate(step, epoch)
                 if resumer:
-                    resumer.after_step(step, epoch, state, history, clock)
+                    resumer.after_step(step, epoch, state)
                 if stop or finished:
                     break
-            if step == steps_before and not skip:
-                raise ValueError("train_data gave no batch: it is empty (too few tokens for one batch?).")
-            if history.train_tokens == 0:
-                raise ValueError("Every target in train_data is -100 (ignored): there is nothing to learn, and "
-                                 "the loss would read 0 (perplexity 1). Check how the targets were built.")
+            _check_trained(step, steps_before, skip, history)
             epoch, skip = epoch + 1, 0
             if not stop and not (config.eval_every or config.eval_every_seconds):
                 stop = validator.validate(step, epoch)  # at the end of each epoch
-        if not stop and valid_data is not None and (not history.valid or history.valid[-1]["step"] != step):
+        if not stop and (not history.valid or history.valid[-1]["step"] != step):
             validator.validate(step, epoch)  # the final weights are always validated
     finally:
         progress.bar.close()
-    history.stopped_early, history.steps, history.train_seconds = stop, step, clock.seconds()
-    if resumer:  # the finished run: started again, it returns at once with these weights and this history
-        resumer.save(step, epoch, None, history, clock)
-    if validator.best_state is not None:
-        model.load_state_dict(validator.best_state)
+    return _finish(parts, model, step, epoch, stop)
+
+
+def _finish(parts: _Parts, model: nn.Module, step: int, epoch: int, stop: bool) -> History:
+    """The history completed, the finished state kept (started again, the run returns at once with these
+    weights and this history), and the best weights put back."""
+    history = parts.run.history
+    history.stopped_early, history.steps, history.train_seconds = stop, step, parts.run.clock.seconds()
+    if parts.resumer:
+        parts.resumer.save(step, epoch, None)
+    if parts.validator.best_state is not None:
+        model.load_state_dict(parts.validator.best_state)
     return history
-
-
-class _Resumer:
-    """The whole training state, saved to ``config.resume_dir`` every ``resume_every`` steps or
-    ``resume_every_seconds`` and at the end, and put back when a run starts (:mod:`llmcourse.resume`).
-    It keeps the random state each epoch's data was drawn from and how many of its batches were trained
-    on, so that a resumed run skips to the same batch of the same shuffle."""
-
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                 config: TrainConfig, validator: "_Validator",
-                 team: ddp.Alone, train_data: Iterable):
-        if team.size > 1:
-            raise ValueError("resume_dir is for one process: a torchrun group would need one state per process. "
-                             "Use checkpoint_dir to keep the best weights instead.")
-        self.model, self.optimizer, self.scaler, self.config = model, optimizer, scaler, config
-        self.validator, self.data = validator, train_data
-        self.directory = Path(config.resume_dir)
-        self.expected = resume.fingerprint(model, config)
-        self.every_seconds = config.resume_every_seconds or (None if config.resume_every else 60.0)
-        self.next_save = self.every_seconds
-        self.saved: dict | None = None
-        self.batch_in_epoch, self.epoch_rng = 0, None
-
-    def restore(self, history: History, clock: "_Clock") -> tuple[int, int, int]:
-        """Put a saved state back: ``(step, epoch, batches of that epoch already trained on)``."""
-        saved = resume.load_state(self.directory, self.expected)
-        if saved is None:
-            return 0, 0, 0
-        self.model.load_state_dict(saved["model"])
-        self.optimizer.load_state_dict(saved["optimizer"])
-        if self.scaler.is_enabled() and saved["scaler"]:
-            self.scaler.load_state_dict(saved["scaler"])
-        restored = History.from_dict(json.loads(saved["history"]))
-        for f in dataclasses.fields(History):
-            setattr(history, f.name, getattr(restored, f.name))
-        self.validator.best_state, self.validator.bad_validations = saved["best_state"], saved["bad_validations"]
-        clock.go_on_from(saved["seconds"])
-        clock.next_eval_seconds = saved["next_eval_seconds"]
-        if self.every_seconds:
-            self.next_save = saved["seconds"] + self.every_seconds
-        if not saved["batch_in_epoch"]:  # saved between epochs: the next one draws from here
-            resume.set_rng_state(saved["step_rng"], self.data)
-        self.saved = saved
-        self.validator.write(f"resumed from {self.directory / resume.STATE_FILE}: step {saved['step']}, "
-                             f"{saved['seconds']:.1f} s of training already done")
-        return saved["step"], saved["epoch"], saved["batch_in_epoch"]
-
-    def start_epoch(self, skip: int) -> None:
-        """Before an epoch's data is drawn: keep (resuming mid-epoch: put back) the random state it draws from."""
-        if skip:
-            resume.set_rng_state(self.saved["epoch_rng"], self.data)
-        self.epoch_rng, self.batch_in_epoch = resume.rng_state(self.data), skip
-
-    def resumed_here(self, device: torch.device) -> Any:
-        """Past the batches already trained on: the saved run's random state; its recurrent state returned."""
-        resume.set_rng_state(self.saved["step_rng"], self.data)
-        return resume.restore_recurrent(self.saved["recurrent"], device)
-
-    def after_step(self, step: int, epoch: int, state: Any, history: History, clock: "_Clock") -> None:
-        self.batch_in_epoch += 1
-        if (self.config.resume_every and step % self.config.resume_every == 0) or (
-                self.next_save is not None and clock.seconds() >= self.next_save):
-            self.save(step, epoch, state, history, clock)
-
-    def save(self, step: int, epoch: int, state: Any, history: History, clock: "_Clock") -> None:
-        if self.next_save is not None:
-            while self.next_save <= clock.seconds():
-                self.next_save += self.every_seconds
-        with clock.paused():
-            v = self.validator
-            resume.save_state(self.directory, {
-                "fingerprint": self.expected, "step": step, "epoch": epoch, "batch_in_epoch": self.batch_in_epoch,
-                "seconds": clock.seconds(), "next_eval_seconds": clock.next_eval_seconds,
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-                "history": json.dumps(history.to_dict()), "best_state": v.best_state,
-                "bad_validations": v.bad_validations, "recurrent": resume.detached_copy(state),
-                "epoch_rng": self.epoch_rng, "step_rng": resume.rng_state(self.data)})
 
 
 def _try_compile(model: nn.Module) -> nn.Module:
