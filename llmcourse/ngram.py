@@ -591,90 +591,104 @@ def _count(ids: np.ndarray, line: np.ndarray, order: int, W: int) -> list[dict]:
     return levels
 
 
+@dataclass
+class _Order:
+    """The counts of one order ``k``, ready to be smoothed: ``c`` the raw counts of its n-grams, ``a`` the
+    counts the estimate uses (continuation counts below the top order for Kneser-Ney), ``prefix`` each
+    n-gram's context, and per context: ``total`` (the sum of ``a``), ``types`` (N1+(h .), distinct
+    followers), ``seen`` (a total above zero) and ``safe`` (the total, 1 where unseen)."""
+
+    k: int
+    c: np.ndarray
+    a: np.ndarray
+    prefix: np.ndarray
+    total: np.ndarray
+    types: np.ndarray
+
+    n_ctx = property(lambda self: self.total.size)
+    seen = property(lambda self: self.total > 0)
+    safe = property(lambda self: np.where(self.total > 0, self.total, 1.0))
+
+
+def _order(config: NGramConfig, raw: list[dict], k: int, bos: int) -> _Order:
+    """Order ``k``'s counts: adjusted for Kneser-Ney below the top order; ``<s>`` never predicted."""
+    lv, n = raw[k - 1], config.order
+    c = lv["counts"]
+    n_ctx = 1 if k == 1 else raw[k - 2]["keys"].size
+    if config.smoothing in ("kn", "mkn") and k < n:  # continuation counts N1+(. h w)
+        a = np.bincount(raw[k]["suffix"], minlength=c.size).astype(np.int64)
+        if not config.nltk_compat:
+            starts = lv["first"] == bos  # nothing precedes <s>: keep the raw count (as KenLM)
+            a[starts] = c[starts]
+    else:
+        a = c.copy()
+    if k == 1 and not config.nltk_compat:
+        a[bos] = 0  # <s> is never predicted
+        c = c.copy()
+        c[bos] = 0
+    prefix = lv["prefix"]
+    total = np.bincount(prefix, weights=a, minlength=n_ctx)
+    types = np.bincount(prefix, weights=(c > 0), minlength=n_ctx)
+    return _Order(k, c, a, prefix, total, types)
+
+
+def _smooth(config: NGramConfig, o: _Order, raw: list[dict], V: int, P_prev: np.ndarray | None,
+            info: dict) -> tuple[np.ndarray, np.ndarray]:
+    """``alpha`` (each seen n-gram's own share) and ``gamma`` (each context's weight on the shorter
+    context) of one order, by ``config.smoothing``; the discounts used are written into ``info``."""
+    method, k, n, a, prefix = config.smoothing, o.k, config.order, o.a, o.prefix
+    seen, safe, total, denom = o.seen, o.safe, o.total, o.safe[o.prefix]
+    if method == "mle":
+        return a / denom, np.where(seen, 0.0, 1.0)
+    if method == "add-k":
+        # add-k at the longest context available: order n, or a shorter one that starts a line
+        kv = config.k * V
+        top = np.ones(o.n_ctx, bool) if k == n or k == 1 else raw[k - 2]["first"] == V
+        if k == 1 and n > 1:
+            top[:] = False
+        return np.where(top[prefix], a / (total[prefix] + kv), 0.0), np.where(top, kv / (total + kv), 1.0)
+    if method == "interpolated":
+        lam = config.lambdas_per_order()[k - 1]
+        return lam * a / denom, np.where(seen, 1.0 - lam, 1.0)
+    if method == "mkn":
+        d1, d2, d3 = mkn_discounts(a[a > 0])
+        info["discounts"] = (d1, d2, d3)
+        dvec = np.select([a == 0, a == 1, a == 2], [0.0, d1, d2], d3)
+        n1, n2, n3 = (np.bincount(prefix, weights=w, minlength=o.n_ctx) for w in (a == 1, a == 2, a >= 3))
+        return (a - dvec) / denom, np.where(seen, (d1 * n1 + d2 * n2 + d3 * n3) / safe, 1.0)
+    d = config.discount if config.discount is not None else _ney_discount(a[a > 0])  # kn, backoff
+    info["discount"] = d
+    if config.nltk_compat and k == 1:
+        return a / denom, np.zeros(1)
+    alpha, gamma = np.maximum(a - d, 0.0) / denom, np.where(seen, d * o.types / safe, 1.0)
+    if method == "backoff" and k > 1:
+        # Seen words keep their discounted estimate; the mass left over goes to the words not
+        # seen after h, in proportion to the shorter context's probabilities.
+        lower_p = P_prev[raw[k - 1]["suffix"]]
+        free = 1.0 - np.bincount(prefix, weights=lower_p, minlength=o.n_ctx)
+        full = free <= 1e-12  # every word was seen after h: nothing to back off to
+        beta = np.where(seen & ~full, (1.0 - np.bincount(prefix, weights=alpha, minlength=o.n_ctx))
+                        / np.where(full, 1.0, free), np.where(seen, 0.0, 1.0))
+        alpha, gamma = np.where(full[prefix], a / denom, alpha - beta[prefix] * lower_p), beta
+    return alpha, gamma
+
+
 def _estimate(config: NGramConfig, ids: np.ndarray, line: np.ndarray, V: int) -> tuple[list[_Level], dict]:
+    """Every order's :class:`_Level`, from the counts of ``ids`` (lines starting where ``line`` changes)."""
     W, bos, n = V + 1, V, config.order
     t0 = time.perf_counter()
     raw = _count(ids, line, n, W)
-    t_count = time.perf_counter() - t0
-    method = config.smoothing
-    kn = method in ("kn", "mkn")
-    lambdas = config.lambdas_per_order()
+    stats: dict = {"count_seconds": time.perf_counter() - t0, "ngrams": [], "discounts": []}
     levels: list[_Level] = []
-    stats: dict = {"count_seconds": t_count, "ngrams": [], "discounts": []}
     P_prev = None  # P_{k-1}(last word | its context) of every (k-1)-gram, for back-off
     for k in range(1, n + 1):
-        lv = raw[k - 1]
-        c = lv["counts"]
-        n_ctx = 1 if k == 1 else raw[k - 2]["keys"].size
-        prefix = lv["prefix"]
-        # adjusted counts: continuation counts N1+(. h w) below the highest order, for Kneser-Ney
-        if kn and k < n:
-            a = np.bincount(raw[k]["suffix"], minlength=c.size).astype(np.int64)
-            if not config.nltk_compat:
-                starts = lv["first"] == bos  # nothing precedes <s>: keep the raw count (as KenLM)
-                a[starts] = c[starts]
-        else:
-            a = c.copy()
-        if k == 1 and not config.nltk_compat:
-            a[bos] = 0  # <s> is never predicted
-            c = c.copy()
-            c[bos] = 0
-        total = np.bincount(prefix, weights=a, minlength=n_ctx)
-        seen = total > 0
-        safe = np.where(seen, total, 1.0)
-        denom = safe[prefix]
-        types = np.bincount(prefix, weights=(c > 0), minlength=n_ctx)  # N1+(h .): distinct followers
-        info = {"order": k, "ngrams": int((c > 0).sum())}
-
-        if method == "mle":
-            alpha = a / denom
-            gamma = np.where(seen, 0.0, 1.0)
-        elif method == "add-k":
-            # add-k at the longest context available: order n, or a shorter one that starts a line
-            kv = config.k * V
-            top = np.ones(n_ctx, bool) if k == n or k == 1 else raw[k - 2]["first"] == bos
-            if k == 1 and n > 1:
-                top[:] = False
-            alpha = np.where(top[prefix], a / (total[prefix] + kv), 0.0)
-            gamma = np.where(top, kv / (total + kv), 1.0)
-        elif method == "interpolated":
-            lam = lambdas[k - 1]
-            alpha = lam * a / denom
-            gamma = np.where(seen, 1.0 - lam, 1.0)
-        elif method == "kn" or method == "backoff":
-            d = config.discount if config.discount is not None else _ney_discount(a[a > 0])
-            info["discount"] = d
-            if config.nltk_compat and k == 1:
-                alpha, gamma = a / denom, np.zeros(1)
-            else:
-                alpha = np.maximum(a - d, 0.0) / denom
-                gamma = np.where(seen, d * types / safe, 1.0)
-            if method == "backoff" and k > 1:
-                # Seen words keep their discounted estimate; the mass left over goes to the words not
-                # seen after h, in proportion to the shorter context's probabilities.
-                lower = np.bincount(prefix, weights=P_prev[lv["suffix"]], minlength=n_ctx)
-                free = 1.0 - lower
-                full = free <= 1e-12  # every word was seen after h: nothing to back off to
-                beta = np.where(seen & ~full, (1.0 - np.bincount(prefix, weights=alpha, minlength=n_ctx))
-                                / np.where(full, 1.0, free), np.where(seen, 0.0, 1.0))
-                alpha = np.where(full[prefix], a / denom, alpha - beta[prefix] * P_prev[lv["suffix"]])
-                gamma = beta
-        else:  # mkn
-            d1, d2, d3 = mkn_discounts(a[a > 0])
-            info["discounts"] = (d1, d2, d3)
-            dvec = np.select([a == 0, a == 1, a == 2], [0.0, d1, d2], d3)
-            alpha = (a - dvec) / denom
-            n1 = np.bincount(prefix, weights=(a == 1), minlength=n_ctx)
-            n2 = np.bincount(prefix, weights=(a == 2), minlength=n_ctx)
-            n3 = np.bincount(prefix, weights=(a >= 3), minlength=n_ctx)
-            gamma = np.where(seen, (d1 * n1 + d2 * n2 + d3 * n3) / safe, 1.0)
-        alpha = np.where(a > 0, alpha, 0.0) if method != "backoff" else alpha
-        if k == 1:
-            P_prev = alpha + gamma[0] / V
-        else:
-            P_prev = alpha + gamma[prefix] * P_prev[lv["suffix"]]
-        levels.append(_Level(keys=lv["keys"], counts=lv["counts"], alpha=alpha.astype(np.float64),
+        o, info = _order(config, raw, k, bos), {}
+        alpha, gamma = _smooth(config, o, raw, V, P_prev, info)
+        if config.smoothing != "backoff":
+            alpha = np.where(o.a > 0, alpha, 0.0)
+        P_prev = alpha + (gamma[0] / V if k == 1 else gamma[o.prefix] * P_prev[raw[k - 1]["suffix"]])
+        levels.append(_Level(keys=raw[k - 1]["keys"], counts=raw[k - 1]["counts"], alpha=alpha.astype(np.float64),
                              gamma=gamma.astype(np.float64)))
-        stats["ngrams"].append(info["ngrams"])
+        stats["ngrams"].append(int((o.c > 0).sum()))
         stats["discounts"].append(info.get("discounts", info.get("discount")))
     return levels, stats
