@@ -142,21 +142,9 @@ def _check_cache_use(model: nn.Module, prompt_len: int, max_new_tokens: int, max
                      f"or use use_cache=False, which slides a window over the last {limit} ids.")
 
 
-@torch.no_grad()
-def generate(model: nn.Module, prompt: Tensor, max_new_tokens: int, *, temperature: float = 1.0,
-             top_k: int | None = None, top_p: float | None = None, max_context: int | None = None,
-             eos_id: int | None = None, generator: torch.Generator | None = None, use_cache: bool = False) -> Tensor:
-    """Continue ``prompt`` (ids ``(time,)`` or ``(batch, time)``) by ``max_new_tokens`` tokens.
-
-    Returns the prompt and its continuation, ``(batch, time + new)`` (or ``(time + new,)`` for a 1-D
-    prompt). Stateful models read each token once and carry their state; stateless models re-read the
-    last ``max_context`` ids at every step (default: ``model.max_context`` if the model has it, else the
-    whole sequence). With ``use_cache=True`` a :class:`Cacheable` model reads the prompt once and then
-    only each new token, keeping every layer's keys and values (notebook 06): the same tokens as
-    without the cache, for ``time + max_new_tokens - 1 <= model.max_context`` (beyond that it is an
-    error: there is no window to slide). With ``eos_id``, generation stops once every row has
-    produced it. The model is put in eval mode (no dropout) and restored afterwards.
-    """
+def _prepared_prompt(model: nn.Module, prompt: Tensor, max_new_tokens: int, max_context: int | None,
+                     use_cache: bool) -> tuple[Tensor, bool, int | None]:
+    """The prompt checked, as ``(batch, time)`` on the model's device; whether it was 1-D; the window."""
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}.")
     squeeze = prompt.dim() == 1
@@ -174,7 +162,26 @@ def generate(model: nn.Module, prompt: Tensor, max_new_tokens: int, *, temperatu
         device = next(model.parameters()).device
     except StopIteration:
         device = ids.device
-    ids = ids.to(device)
+    return ids.to(device), squeeze, max_context
+
+
+@torch.no_grad()
+def generate(model: nn.Module, prompt: Tensor, max_new_tokens: int, *, temperature: float = 1.0,
+             top_k: int | None = None, top_p: float | None = None, max_context: int | None = None,
+             eos_id: int | None = None, generator: torch.Generator | None = None, use_cache: bool = False) -> Tensor:
+    """Continue ``prompt`` (ids ``(time,)`` or ``(batch, time)``) by ``max_new_tokens`` tokens.
+
+    Returns the prompt and its continuation, ``(batch, time + new)`` (or ``(time + new,)`` for a 1-D
+    prompt). Stateful models read each token once and carry their state; stateless models re-read the
+    last ``max_context`` ids at every step (default: ``model.max_context`` if the model has it, else the
+    whole sequence). With ``use_cache=True`` a :class:`Cacheable` model reads the prompt once and then
+    only each new token, keeping every layer's keys and values (notebook 06): the same tokens as
+    without the cache, for ``time + max_new_tokens - 1 <= model.max_context`` (beyond that it is an
+    error: there is no window to slide). With ``eos_id``, generation stops once every row has
+    produced it. The model is put in eval mode (no dropout) and restored afterwards.
+    """
+    ids, squeeze, max_context = _prepared_prompt(model, prompt, max_new_tokens, max_context, use_cache)
+    device = ids.device
     stateful = is_stateful(model)
     was_training = model.training
     model.eval()
