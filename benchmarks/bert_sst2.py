@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from llmcourse import bert
+from llmcourse import bert, finetune
 from llmcourse.config import get_device, seed_everything
 from llmcourse.precision import resolve_precision
 from llmcourse.recipes import KINDS, recipe_for, recipe_kind
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         targs = recipe.trainer_arguments(run_dir, disable_tqdm=True, seed=args.seed)
         trainer = Trainer(model=model, args=targs, train_dataset=data["train"], eval_dataset=data["dev"],
-                          data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=bert.compute_metrics)
+                          data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=finetune.compute_metrics)
         t1 = time.perf_counter()
         out = trainer.train()
         train_seconds = time.perf_counter() - t1  # includes the evaluations during training

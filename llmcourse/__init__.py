@@ -20,8 +20,9 @@ One concept, one module (and one notebook):
 ``llmcourse.interop``     the Transformer into transformers' GPT-2 and Llama and back (04, 06)
 ``llmcourse.bpe``         byte-pair encoding from scratch, equal to ``tokenizers`` (notebook 06)
 ``llmcourse.bytebpe``     byte-level BPE as GPT-2 and Llama 3 use it, equal to ``tokenizers``
-``llmcourse.weights``     which pretrained weights to load and from where (MiniLM, the Hub, a folder)
-``llmcourse.bert``        masked LM, a BERT encoder, SST-2 fine-tuning helpers (notebook 05)
+``llmcourse.weights``     which pretrained weights to load, from where, and loading them (MiniLM, the Hub, a folder)
+``llmcourse.bert``        BERT from scratch: masked-LM pre-training and an encoder equal to BertModel (05)
+``llmcourse.finetune``    SST-2 with a pretrained encoder: Trainer fine-tuning, predictions, linear probe (05)
 ``llmcourse.probes``      a bias probe of a sentence classifier on templated sentences (05)
 ``llmcourse.optim``       Adam and AdamW from their update rule (notebook 00)
 ``llmcourse.heads``       the output layer both LMs share: full or adaptive softmax (02, 04)

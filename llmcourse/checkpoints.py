@@ -69,6 +69,8 @@ def load_checkpoint(directory: str | os.PathLike, model: nn.Module | None = None
     try:
         meta = json.loads((directory / CONFIG).read_text(encoding="utf-8"))
         model_class, saved_config = meta["model_class"], meta["config"]
+        if not (saved_config is None or isinstance(saved_config, dict)):
+            raise TypeError(f"its config is a {type(saved_config).__name__}, not an object")
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
         raise ValueError(f"{directory / CONFIG} is damaged or not written by save_checkpoint "
                          f"({type(exc).__name__}: {exc}). {damaged}") from None
@@ -80,7 +82,7 @@ def load_checkpoint(directory: str | os.PathLike, model: nn.Module | None = None
         cls = getattr(importlib.import_module(module_name), class_name)
         if saved_config is None or not hasattr(cls, "config_class"):
             raise ValueError(f"{model_class} has no config dataclass to rebuild it from.")
-        model = cls(cls.config_class(**saved_config))
+        model = cls(cls.config_class(**_current_names(cls.config_class, saved_config)))
     else:
         _check_same_model(directory, model, model_class, saved_config)
     try:
@@ -104,6 +106,7 @@ def _check_same_model(directory: Path, model: nn.Module, model_class: str, saved
     config = getattr(model, "config", None)
     if saved_config is None or not dataclasses.is_dataclass(config):
         return
+    saved_config = _current_names(type(config), saved_config)
     try:  # fields added since the checkpoint was saved take their defaults, as when rebuilding it
         saved = dataclasses.asdict(type(config)(**saved_config))
     except TypeError:  # a field this config no longer has: compare what was written
@@ -116,3 +119,10 @@ def _check_same_model(directory: Path, model: nn.Module, model_class: str, saved
         listed = ", ".join(f"{k}: saved {a!r}, this model {b!r}" for k, (a, b) in differ.items())
         raise ValueError(f"The checkpoint in {directory} was saved from a different config ({listed}). "
                          "Load it without model= to rebuild the saved model, or build yours with that config.")
+
+
+def _current_names(config_class: type, saved_config: dict) -> dict:
+    """A config saved before some of its fields were renamed, under today's names (``config_class.RENAMED``:
+    old name -> new), so that a learner's earlier checkpoints still load."""
+    renamed = getattr(config_class, "RENAMED", {})
+    return {renamed.get(k, k): v for k, v in saved_config.items()}

@@ -98,20 +98,20 @@ def training_state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer | No
 
 def finetune(recipe, tokenizer, data, *, output_dir: str | None = None, **overrides) -> dict[str, Any]:
     """Fine-tune ``recipe.model()`` (the ``"bert"`` or ``"bert-lora"`` recipe) with ``transformers.Trainer``
-    on ``data`` (:func:`llmcourse.bert.sst2_datasets`: ``train`` and ``dev``), as notebook 05 does, and
+    on ``data`` (:func:`llmcourse.finetune.sst2_datasets`: ``train`` and ``dev``), as notebook 05 does, and
     measure it: one row with ``method``, ``trainable``, ``total``, ``fraction``, ``accuracy`` and ``f1`` on
     dev, ``seconds`` of training, the :func:`training_state_bytes` and, on CUDA, the peak memory.
     ``overrides`` go to :meth:`~llmcourse.recipes.Recipe.trainer_arguments`."""
     from transformers import DataCollatorWithPadding, Trainer
 
-    from . import bert
+    from .finetune import compute_metrics
 
     model = recipe.model()
     trainable, total = trainable_parameters(model)
     args = recipe.trainer_arguments(output_dir, **({"save_strategy": "no", "load_best_model_at_end": False}
                                                    | overrides))
     trainer = Trainer(model=model, args=args, train_dataset=data["train"], eval_dataset=data["dev"],
-                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=bert.compute_metrics)
+                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()

@@ -2,7 +2,7 @@
 
 A **probe** is a set of neutral templates with one slot, ``{X}``, and groups of words to put in it
 (given names associated with a gender and an origin, nationalities, pronouns). Every filled
-sentence is scored by the classifier (:func:`llmcourse.bert.predict_proba`'s positive
+sentence is scored by the classifier (:func:`llmcourse.finetune.predict_proba`'s positive
 probability, through :func:`classifier_scorer`), and :class:`ProbeResult` summarises the scores
 per group: the mean, the range over its sentences, and a bootstrap interval of the mean that
 resamples both the templates and the group's words (the templates are a small, arbitrary sample
@@ -74,7 +74,7 @@ def probe_sentences(probe: ProbeSet) -> list[dict]:
 
 def classifier_scorer(model, tokenizer, label: int = 1, batch_size: int = 128) -> Callable[[Sequence[str]], np.ndarray]:
     """A function ``sentences -> P(label)`` for each, from a sequence classifier (label 1: positive)."""
-    from .bert import predict_proba
+    from .finetune import predict_proba
 
     def score(sentences: Sequence[str]) -> np.ndarray:
         return predict_proba(model, tokenizer, list(sentences), batch_size=batch_size)[:, label]

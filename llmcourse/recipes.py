@@ -93,24 +93,28 @@ class Recipe:
 
     def model(self) -> nn.Module:
         """A freshly initialised model (language models) or the pretrained classifier (BERT)."""
-        if isinstance(self.model_config, TransformerConfig):
-            return TransformerLM(self.model_config)
-        from . import rnn  # the LSTM's recipes only: what a recipe builds is all it imports
+        c = self.model_config  # what a recipe builds is all it imports: a sweep of Transformers loads no other model
+        if isinstance(c, TransformerConfig):
+            return TransformerLM(c)
+        if isinstance(c, ClassifierConfig):  # a pretrained checkpoint and a new head, LoRA's adapters if asked
+            from .weights import load_classifier
 
-        if isinstance(self.model_config, rnn.RNNConfig):
-            return rnn.RNNLM(self.model_config)
-        from . import bert  # only the BERT recipes reach it: a sweep of Transformers never loads it
+            model = load_classifier(c.checkpoint, num_labels=c.num_labels)
+            if c.lora_r is None:
+                return model
+            from .lora import add_lora
 
-        if isinstance(self.model_config, bert.BertConfig):  # a small encoder of our own, for masked-LM pre-training
-            return bert.BertForMaskedLM(self.model_config)
+            return add_lora(model, r=c.lora_r, alpha=c.lora_alpha, target_modules=c.lora_targets)
+        from . import rnn
 
-        c = self.model_config
-        model = bert.load_classifier(c.checkpoint, num_labels=c.num_labels)
-        if c.lora_r is None:
-            return model
-        from .lora import add_lora
+        if isinstance(c, rnn.RNNConfig):
+            return rnn.RNNLM(c)
+        from . import bert
 
-        return add_lora(model, r=c.lora_r, alpha=c.lora_alpha, target_modules=c.lora_targets)
+        if isinstance(c, bert.BertConfig):  # a small encoder of our own, for masked-LM pre-training
+            return bert.BertForMaskedLM(c)
+        raise TypeError(f"{type(c).__name__}: a recipe builds from a TransformerConfig, RNNConfig, BertConfig or "
+                        "ClassifierConfig.")
 
     def loaders(self, data: Any, *, seed: int = 0) -> dict[str, Any]:
         """The batches of each split.
@@ -123,13 +127,13 @@ class Recipe:
         scored once. BERT: ``data`` is the tokenizer, and the result is SST-2's tokenised ``train``
         and ``dev`` datasets (the ``Trainer`` batches them).
         """
-        if isinstance(self.model_config, _bert_config()):
-            return self._mlm_loaders(data, seed)
         if isinstance(self.model_config, ClassifierConfig):
-            from . import bert
+            from .finetune import sst2_datasets
 
-            return bert.sst2_datasets(data, n_train=self.train_limit, n_dev=self.eval_limit, seed=seed,
-                                      max_length=self.seq_len)
+            return sst2_datasets(data, n_train=self.train_limit, n_dev=self.eval_limit, seed=seed,
+                                 max_length=self.seq_len)
+        if not isinstance(self.model_config, TransformerConfig) and isinstance(self.model_config, _bert_config()):
+            return self._mlm_loaders(data, seed)
         missing = {"train", "valid", "test"} - set(data)
         if missing:
             raise ValueError(f"loaders() needs the id streams of train, valid and test; {sorted(missing)} missing.")
@@ -181,9 +185,9 @@ class Recipe:
         return dataclasses.replace(self, train=train, note=note)
 
     def trainer_arguments(self, output_dir: str | None = None, **overrides):
-        """BERT: ``transformers.TrainingArguments`` (:func:`llmcourse.bert.training_arguments`) with this
+        """BERT: ``transformers.TrainingArguments`` (:func:`llmcourse.finetune.training_arguments`) with this
         recipe's learning rate, epochs, batch, evaluation interval, warm-up, decay and precision."""
-        from . import bert
+        from .finetune import training_arguments
         from .precision import resolve_precision
 
         if not isinstance(self.model_config, ClassifierConfig):
@@ -196,7 +200,7 @@ class Recipe:
                     logging_steps=max(1, t.eval_every // 2), warmup_steps=t.warmup_fraction,
                     weight_decay=t.weight_decay, lr_scheduler_type=t.schedule, bf16=precision == "bf16",
                     fp16=precision == "fp16")
-        return bert.training_arguments(output_dir, **(args | overrides))
+        return training_arguments(output_dir, **(args | overrides))
 
 
 def recipe_kind(device: torch.device | str | None = None) -> str:
@@ -334,8 +338,8 @@ def _bert_mlm(kind: str, vocab_size: int) -> Recipe:
         "gpu": (None, 128, 128, 5_000, 256, 4, 4, 1e-3),
     }
     lines, seq_len, batch, steps, hidden, layers, heads, lr = sizes["gpu" if kind.startswith("gpu") else kind]
-    config = _bert_config()(vocab_size=vocab_size, hidden_size=hidden, n_layers=layers, n_heads=heads,
-                        intermediate_size=4 * hidden, max_position=seq_len)
+    config = _bert_config()(vocab_size=vocab_size, max_context=seq_len, d_model=hidden, n_layers=layers,
+                        n_heads=heads, d_ff=4 * hidden)
     train = TrainConfig(max_steps=steps, lr=lr, warmup_steps=max(1, steps // 10), eval_every=max(10, steps // 4),
                         max_eval_batches=10, log_every=max(1, steps // 40),
                         precision="auto" if kind.startswith("gpu") else "fp32")

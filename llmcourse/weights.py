@@ -1,7 +1,9 @@
 """Which pretrained weights a notebook loads, and from where: the packaged all-MiniLM-L6-v2 (offline, on any
 machine), a Hugging Face Hub name (from the local cache, or downloaded where :mod:`llmcourse.hub` says the Hub
 can be asked), or a folder written by ``save_pretrained``. Notebook 05 prints its choice, the reason and the
-checkpoint's licence; :mod:`llmcourse.bert` loads it, :mod:`llmcourse.pretrained` resolves GPT-2 the same way.
+checkpoint's licence. :func:`load_tokenizer`, :func:`load_classifier` and :func:`missing_mlm_head` load it with
+``transformers``, with clear errors offline (also ``llmcourse.bert.load_tokenizer`` and so on, as notebooks 05-07
+call them); :mod:`llmcourse.pretrained` resolves GPT-2 the same way.
 """
 
 from __future__ import annotations
@@ -9,11 +11,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+
+import torch
 
 from . import hub
 
 __all__ = ["DEFAULT_MODEL", "GPU_MODEL", "ENV_MODEL", "LICENCES", "ModelNotFound", "ModelChoice", "choose_model",
-           "resolve_model"]
+           "resolve_model", "load_tokenizer", "load_encoder", "load_classifier", "missing_mlm_head"]
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 GPU_MODEL = "bert-base-uncased"  # the seeds' model, where a GPU makes its fine-tuning practical
@@ -106,3 +111,63 @@ def resolve_model(name: str | None = None) -> str:
                             f"asked: {why}. Go online (or set HF_ENDPOINT to a mirror that has it), or unset "
                             f"{ENV_MODEL} to use the offline default (all-MiniLM-L6-v2).")
     return name
+
+
+def _load(loader: Callable, name: str | None, what: str, **kwargs):
+    path = resolve_model(name)
+    try:
+        return loader(path, **kwargs)
+    except (OSError, ValueError) as exc:  # no such repo, no network, not a BERT checkpoint
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelNotFound(f"Could not load the {what} of {path!r}: {first}\nCheck the name (e.g. "
+                            f"bert-base-uncased) and your internet connection, or unset {ENV_MODEL} to use the "
+                            "offline default (all-MiniLM-L6-v2).") from None
+
+
+def load_tokenizer(name: str | None = None):
+    """The checkpoint's WordPiece tokenizer (a fast ``PreTrainedTokenizer``)."""
+    from transformers import AutoTokenizer
+
+    return _load(AutoTokenizer.from_pretrained, name, "tokenizer")
+
+
+def load_encoder(name: str | None = None):
+    """``AutoModel``: the checkpoint's encoder, without any head."""
+    from transformers import AutoModel
+
+    return _load(AutoModel.from_pretrained, name, "model")
+
+
+def load_classifier(name: str | None = None, num_labels: int = 2):
+    """``AutoModelForSequenceClassification``: the pretrained encoder plus a new, random classification head."""
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "some weights are newly initialized": expected, the head is new
+    try:
+        return _load(AutoModelForSequenceClassification.from_pretrained, name, "classifier", num_labels=num_labels,
+                     id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1})
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+
+def missing_mlm_head(name: str | None = None) -> list[str]:
+    """The weights of BERT's masked-LM head (``cls.predictions.*``) that the checkpoint does not have.
+
+    Empty for a masked-LM BERT such as ``bert-base-uncased``; for all-MiniLM-L6-v2 (a sentence
+    encoder, never trained to fill in words) every trainable weight of the head is missing, so
+    ``AutoModelForMaskedLM`` would start it at random. ``name`` as in :func:`resolve_model`.
+    """
+    from transformers import AutoModelForMaskedLM
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        with torch.random.fork_rng():  # the missing head is drawn at random: leave the caller's random stream alone
+            _, info = _load(AutoModelForMaskedLM.from_pretrained, name, "masked-LM model", output_loading_info=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return sorted(k for k in info["missing_keys"] if k.startswith("cls."))

@@ -6,7 +6,10 @@ import torch
 
 from llmcourse import bert
 from llmcourse import hub as hub_module
-from llmcourse.bert import (BertConfig, BertEncoder, BertForMaskedLM, MLMBatches, ModelNotFound, accuracy_f1, apply_mask_rule, compute_metrics, confusion_matrix, mask_tokens, most_confidently_wrong, resolve_model)
+from llmcourse import finetune
+from llmcourse.bert import (BertConfig, BertEncoder, BertForMaskedLM, MLMBatches, ModelNotFound, apply_mask_rule,
+                            mask_tokens, resolve_model)
+from llmcourse.finetune import accuracy_f1, compute_metrics, confusion_matrix, most_confidently_wrong
 from llmcourse.training import TrainConfig, evaluate, train
 
 MASK, VOCAB, CLS, SEP, PAD = 103, 30522, 101, 102, 0
@@ -81,8 +84,8 @@ def test_mlm_batches_and_a_short_run_lower_the_loss():
     batches = MLMBatches(ids, seq_len=18, batch_size=16, cls_id=1, sep_id=2, mask_id=3, vocab_size=60, seed=0)
     x, y = next(iter(batches))
     assert x.shape == y.shape == (16, 18) and (x[:, 0] == 1).all() and (y[:, 0] == -100).all()
-    model = BertForMaskedLM(BertConfig(vocab_size=60, hidden_size=32, n_layers=2, n_heads=2, intermediate_size=64,
-                                       max_position=32, dropout=0.0, attention_dropout=0.0))
+    model = BertForMaskedLM(BertConfig(vocab_size=60, max_context=32, d_model=32, n_layers=2, n_heads=2, d_ff=64,
+                                       dropout=0.0, attn_dropout=0.0))
     before, _ = evaluate(model, batches, loss_fn=model.loss_fn, max_batches=5)
     train(model, batches, config=TrainConfig(max_steps=60, lr=3e-3, warmup_steps=5, progress=False),
           loss_fn=model.loss_fn, device="cpu")
@@ -135,7 +138,7 @@ def minilm():
 def test_pretrained_minilm_hidden_states_equal_bertmodel(minilm):
     tok, hf = minilm
     ours = BertEncoder.from_hf(hf).eval()
-    assert ours.config.n_layers == 6 and ours.config.hidden_size == 384
+    assert ours.config.n_layers == 6 and ours.config.d_model == 384
     enc = tok(["A gorgeous, witty, seductive movie.", "It's a bore.", "[MASK] the pair of sentences"],
               ["", "and a long second segment to pad the others", "here"], padding=True, return_tensors="pt")
     _compare(hf, ours, enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
@@ -145,7 +148,7 @@ def test_pretrained_minilm_hidden_states_equal_bertmodel(minilm):
 
 
 def test_loading_a_non_bert_state_dict_says_so():
-    ours = BertEncoder(BertConfig(vocab_size=10, hidden_size=8, n_layers=1, n_heads=2, intermediate_size=8))
+    ours = BertEncoder(BertConfig(vocab_size=10, d_model=8, n_layers=1, n_heads=2, d_ff=8))
     with pytest.raises(KeyError, match="is it a BERT model"):
         ours.load_hf_state_dict({"transformer.h.0.attn.c_attn.weight": torch.zeros(1)})
 
@@ -258,10 +261,10 @@ def test_a_few_finetuning_steps_on_sst2_lower_the_loss(minilm, shared_data, tmp_
 
     torch.set_num_threads(2)
     tok, _ = minilm
-    data = bert.sst2_datasets(tok, n_train=32, n_dev=32, seed=0)
+    data = finetune.sst2_datasets(tok, n_train=32, n_dev=32, seed=0)
     assert set(data["train"].column_names) >= {"input_ids", "attention_mask", "label"}
     model = bert.load_classifier()
-    args = bert.training_arguments(tmp_path / "out", max_steps=8, per_device_train_batch_size=16, learning_rate=1e-4,
+    args = finetune.training_arguments(tmp_path / "out", max_steps=8, per_device_train_batch_size=16, learning_rate=1e-4,
                                    eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
                                    logging_strategy="no", disable_tqdm=True, warmup_steps=0)
     trainer = Trainer(model=model, args=args, train_dataset=data["train"], eval_dataset=data["train"],
@@ -292,7 +295,7 @@ def test_minilm_has_no_mlm_head_but_a_masked_lm_bert_does(tmp_path, monkeypatch)
 def test_mean_pool_leaves_padding_out():
     hidden = torch.arange(2 * 3 * 2, dtype=torch.float32).view(2, 3, 2)
     mask = torch.tensor([[1, 1, 1], [1, 0, 0]])
-    pooled = bert.mean_pool(hidden, mask)
+    pooled = finetune.mean_pool(hidden, mask)
     torch.testing.assert_close(pooled, torch.stack([hidden[0].mean(0), hidden[1, 0]]))
 
 
@@ -300,7 +303,7 @@ def test_sentence_features_keep_the_order_and_match_one_by_one(minilm):
     tok, hf = minilm
     torch.set_num_threads(1)
     sentences = ["A long, winding and rather tedious film about nothing much.", "Great.", "Not good at all."]
-    feats = bert.sentence_features(hf, tok, sentences, batch_size=2)
+    feats = finetune.sentence_features(hf, tok, sentences, batch_size=2)
     assert set(feats) == {"mean", "cls"} and feats["mean"].shape == (3, 384)
     for i, s in enumerate(sentences):
         enc = tok([s], return_tensors="pt")
@@ -309,7 +312,7 @@ def test_sentence_features_keep_the_order_and_match_one_by_one(minilm):
         np.testing.assert_allclose(feats["cls"][i], h[0, 0].numpy(), atol=1e-4)
         np.testing.assert_allclose(feats["mean"][i], h[0].mean(0).numpy(), atol=1e-4)
     with pytest.raises(ValueError, match="choose among"):
-        bert.sentence_features(hf, tok, sentences, poolings=("max",))
+        finetune.sentence_features(hf, tok, sentences, poolings=("max",))
 
 
 def test_linear_probe_separates_separable_features_and_not_noise():
@@ -317,9 +320,31 @@ def test_linear_probe_separates_separable_features_and_not_noise():
     y = rng.integers(2, size=400)
     x = rng.normal(size=(400, 10))
     x[:, 3] += 3.0 * (2 * y - 1)  # one informative direction
-    good = bert.linear_probe(x[:300], y[:300], x[300:], y[300:])
+    good = finetune.linear_probe(x[:300], y[:300], x[300:], y[300:])
     assert good["accuracy"] > 0.95 and good["train_accuracy"] > 0.95
-    noise = bert.linear_probe(rng.normal(size=(300, 10)), y[:300], rng.normal(size=(100, 10)), y[300:])
+    noise = finetune.linear_probe(rng.normal(size=(300, 10)), y[:300], rng.normal(size=(100, 10)), y[300:])
     assert noise["accuracy"] < 0.7
     with pytest.raises(ValueError, match="one label per row"):
-        bert.linear_probe(x[:10], y[:9], x[:5], y[:5])
+        finetune.linear_probe(x[:10], y[:9], x[:5], y[:5])
+
+
+def test_a_checkpoint_saved_under_the_old_config_names_still_loads(tmp_path):
+    """BertConfig took TransformerConfig's names (d_model, d_ff, max_context, attn_dropout); a learner's
+    checkpoint written before, with transformers' names, is read under the new ones."""
+    import json
+
+    from llmcourse.checkpoints import load_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    model = BertForMaskedLM(BertConfig(vocab_size=40, max_context=16, d_model=8, n_layers=1, n_heads=2, d_ff=16))
+    save_checkpoint(model, tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    old = {"d_model": "hidden_size", "d_ff": "intermediate_size", "max_context": "max_position",
+           "attn_dropout": "attention_dropout"}
+    meta["config"] = {old.get(k, k): v for k, v in meta["config"].items()}
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    again = load_checkpoint(tmp_path)
+    assert again.config == model.config
+    ids = torch.randint(0, 40, (2, 10))
+    assert torch.equal(again.eval()(ids), model.eval()(ids))
+    assert load_checkpoint(tmp_path, model=model) is model  # the check against a model built today agrees too

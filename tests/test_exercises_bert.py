@@ -25,7 +25,7 @@ def test_bert_exercises_accept_the_solution_and_reject_a_wrong_answer():
 
 
 def test_mean_pool_checker_accepts_the_solution_and_rejects_padding_mistakes():
-    from llmcourse.bert import mean_pool
+    from llmcourse.finetune import mean_pool
     from llmcourse.exercises.bert import mean_pool_exercise
 
     assert mean_pool_exercise.check(mean_pool, verbose=False)

@@ -111,14 +111,14 @@ def test_bad_input_is_a_clear_error():
 
 def test_the_lora_recipe_builds_the_adapted_classifier_and_fine_tunes(shared_data, tmp_path):
     """The `bert-lora` recipe: the packaged MiniLM with adapters, fine-tuned by Trainer on a few phrases."""
-    from llmcourse import bert
+    from llmcourse import bert, finetune
 
     full, adapted = recipe_for("bert", "quick"), recipe_for("bert-lora", "quick")
     assert adapted.model_config.lora_r == 8 and adapted.train.lr == 2e-3
     assert (adapted.batch_size, adapted.train.epochs, adapted.train_limit) == (full.batch_size, full.train.epochs,
                                                                             full.train_limit)
     tokenizer = bert.load_tokenizer()
-    data = bert.sst2_datasets(tokenizer, n_train=32, n_dev=16, seed=0)
+    data = finetune.sst2_datasets(tokenizer, n_train=32, n_dev=16, seed=0)
     recipe = dataclasses.replace(adapted, train=dataclasses.replace(adapted.train, eval_every=2))
     row = lora.finetune(recipe, tokenizer, data, output_dir=str(tmp_path), disable_tqdm=True)
     assert row["method"] == "LoRA" and row["steps"] == 2 and 0 < row["fraction"] < 0.01

