@@ -145,9 +145,13 @@ def training_flops_per_token(model: nn.Module, x: Tensor, y: Tensor | None = Non
     the model's own ``loss_fn`` when it has one, as in :func:`llmcourse.training.train`); recurrent
     layers, which it cannot see into, are added from their shapes at each call, with the backward
     pass costing twice the forward (the usual rule, exact for matrix products). Element-wise work
-    (softmax, norms, activations) is not counted, as in the "6 N" rule of thumb. Divided by the
-    tokens the loss scores, it multiplies ``History.train_tokens``. The gradients are zeroed afterwards.
+    (softmax, norms, activations) is not counted, as in the "6 N" rule of thumb. Attention is counted
+    through PyTorch's reference ("math") kernel: the counter has no formula for the fused CPU kernel
+    that runs without dropout and would count its products as zero (PyTorch 2.13). The count is the
+    one definition of :func:`llmcourse.transformer.model_flops_per_token`. Divided by the tokens the loss
+    scores, it multiplies ``History.train_tokens``. The gradients are zeroed afterwards.
     """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
     from .protocols import default_loss, forward_step  # the loop's own forward and loss
@@ -165,7 +169,7 @@ def training_flops_per_token(model: nn.Module, x: Tensor, y: Tensor | None = Non
     was_training = model.training
     model.train()
     try:
-        with FlopCounterMode(display=False) as counter:
+        with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH):
             output, _ = forward_step(model, x)
             loss_sum, n = loss_fn(output, y)
             (loss_sum / n).backward()

@@ -665,20 +665,22 @@ def parameter_counts(config: TransformerConfig) -> dict[str, int]:
 
 
 def model_flops_per_token(config: TransformerConfig, seq_len: int | None = None) -> float:
-    """Training FLOPs per token: ``6 N`` (forward and backward through every non-embedding weight and
-    the output layer) plus attention's ``6 · n_layers · seq_len · d_model`` (the ``q k^T`` and
-    ``weights · v`` products, halved since the mask leaves half of them). PaLM's appendix B counts
-    ``12 · n_layers · seq_len · d_model`` without the causal halving; we report the causal count.
-    An adaptive softmax is counted as if every token went through every tail cluster (an upper bound:
-    training computes a tail only for the tokens of that cluster). The weights per block are
-    ``4 d² + 2 d d_ff`` for GPT-2's block; grouped-query attention and SwiGLU change them as in
-    :func:`parameter_counts`."""
+    """Training FLOPs per token, the course's one definition: the FLOPs of the matrix products of a training
+    step (forward, and a backward that costs twice the forward), element-wise work left out. From the
+    config that is ``6 N`` (every non-embedding weight and the output layer) plus attention's
+    ``12 · n_layers · seq_len · d_model`` (the ``q k^T`` and ``weights · v`` products), as in PaLM's
+    appendix B: the causal mask hides half of those products, but the attention computes them all the
+    same, so they are counted. :func:`llmcourse.cost.training_flops_per_token` counts the same thing on
+    one real step of any model (``tests/test_cost.py``: equal for the Transformer). An adaptive softmax is
+    counted as if every token went through every tail cluster (an upper bound: training computes a tail
+    only for the tokens of that cluster). The weights per block are ``4 d² + 2 d d_ff`` for GPT-2's block;
+    grouped-query attention and SwiGLU change them as in :func:`parameter_counts`."""
     t = seq_len or config.max_context
     d, kv = config.d_model, config.kv_heads * config.d_head
     ffn = (2 if config.ffn == "gelu" else 3) * d * config.d_ff
     n_matmul = config.n_layers * (2 * d * d + 2 * d * kv + ffn) + output_layer_size(
         d, config.vocab_size, config.adaptive_cutoffs, config.adaptive_div_value, bias=False)
-    return 6.0 * n_matmul + 6.0 * config.n_layers * t * d
+    return 6.0 * n_matmul + 12.0 * config.n_layers * t * d
 
 
 def kv_cache_bytes(config: TransformerConfig, batch: int, seq_len: int, dtype: torch.dtype = torch.float32) -> int:

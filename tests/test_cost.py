@@ -15,13 +15,17 @@ def test_attention_cost_records_both_paths():
     assert [(r["t"], r["path"]) for r in rows] == [(16, "naive"), (16, "fused"), (32, "naive"), (32, "fused")]
     assert all(r["seconds"] > 0 for r in rows) and rows[2]["weights_bytes"] == 4 * rows[0]["weights_bytes"]
 
-def test_transformer_flops_match_the_6n_count():
-    config = TransformerConfig(vocab_size=200, max_context=16, d_model=32, n_layers=2, n_heads=2)
+@pytest.mark.parametrize("llama", [False, True])
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_the_flops_formula_and_the_count_are_one_definition(llama, dropout):
+    """6 N + 12 n_layers t d from the config is what FlopCounterMode counts on one real step, with or without
+    dropout (without, PyTorch's fused CPU attention runs, which the counter would count as nothing)."""
+    make = TransformerConfig.llama if llama else TransformerConfig
+    config = make(vocab_size=200, max_context=16, d_model=32, n_layers=2, n_heads=4, dropout=dropout,
+                  attn_dropout=dropout, **({"n_kv_heads": 2} if llama else {}))
     x = torch.randint(200, (3, 16))
     measured = training_flops_per_token(TransformerLM(config), x)
-    # the counter sees both halves of the causal q k^T and weights·v products; the formula counts one
-    full_attention = model_flops_per_token(config, 16) + 6 * config.n_layers * 16 * config.d_model
-    assert measured == pytest.approx(full_attention, rel=1e-9)
+    assert measured == pytest.approx(model_flops_per_token(config, 16), rel=1e-9)
 
 
 def test_lstm_flops_are_counted_from_the_gates():

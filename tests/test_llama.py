@@ -236,7 +236,7 @@ def test_parameter_counts_and_flops_follow_the_options(kwargs):
     assert counts["feed-forward (all blocks)"] == sum(p.numel() for b in model.blocks for p in b.ff.parameters())
     # FLOPs: 6 per weight of every matrix product (no biases, no norms) plus attention's scores
     matmuls = sum(m.weight.numel() for m in model.blocks.modules() if isinstance(m, nn.Linear)) + VOCAB * 16
-    assert model_flops_per_token(config) == 6 * matmuls + 6 * 2 * 12 * 16
+    assert model_flops_per_token(config) == 6 * matmuls + 12 * 2 * 12 * 16
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"n_kv_heads": 2}, {"norm_first": False}, {"positional": "learned"}])

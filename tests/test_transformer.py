@@ -257,12 +257,12 @@ def test_attention_maps_can_be_captured():
 def test_flops_per_token():
     config = TransformerConfig(vocab_size=1000, max_context=64, d_model=32, n_layers=2, n_heads=4)
     n = 2 * (4 * 32 * 32 + 2 * 32 * 128) + 1000 * 32
-    assert model_flops_per_token(config) == 6 * n + 6 * 2 * 64 * 32
+    assert model_flops_per_token(config) == 6 * n + 12 * 2 * 64 * 32
     adaptive = TransformerConfig(vocab_size=1000, max_context=64, d_model=32, n_layers=2, n_heads=4,
                                  tie_weights=False, adaptive_cutoffs=(100, 400))
     # head 32 * (100 + 2); tails 32 -> 8 -> 300 words and 32 -> 2 -> 600 words
     head = 32 * 102 + (32 * 8 + 8 * 300) + (32 * 2 + 2 * 600)
-    assert model_flops_per_token(adaptive) == 6 * (n - 1000 * 32 + head) + 6 * 2 * 64 * 32
+    assert model_flops_per_token(adaptive) == 6 * (n - 1000 * 32 + head) + 12 * 2 * 64 * 32
     assert parameter_counts(adaptive)["output layer"] == head
     assert parameter_counts(adaptive)["total"] == TransformerLM(adaptive).num_parameters()
 
