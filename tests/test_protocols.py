@@ -98,9 +98,24 @@ def test_a_scaling_sweep_passes_only_through_the_modules_it_uses():
     import subprocess
     import sys
 
-    script = ("import sys; from llmcourse import scaling; sweep = scaling.sweep_for('quick'); "
-              "scaling.sweep_recipe(sweep.sizes[0], sweep.tokens[0], sweep).model(); "
+    script = ("import sys, torch; from llmcourse import scaling; sweep = scaling.sweep_for('quick'); "
+              "recipe = scaling.sweep_recipe(sweep.sizes[0], sweep.tokens[0], sweep); recipe.model(); "
+              "ids = torch.zeros(4096, dtype=torch.long); recipe.loaders({'train': ids, 'valid': ids, 'test': ids}); "
               "print(' '.join(sorted(m for m in sys.modules if m.startswith('llmcourse.'))))")
     loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
-    assert not {f"llmcourse.{m}" for m in ("rnn", "bert", "lora", "weights", "pretrained", "ngram")} & set(loaded)
+    assert not {f"llmcourse.{m}" for m in ("rnn", "bert", "finetune", "lora", "weights", "pretrained", "ngram")} & set(loaded)
     assert "llmcourse.transformer" in loaded
+
+
+def test_no_module_is_over_700_lines_and_no_function_over_60():
+    """A file a maintainer can hold in mind, and functions that fit on a screen (docstrings included)."""
+    long_files, long_functions = [], []
+    for path in sorted((ROOT / "llmcourse").rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if text.count("\n") > 700:
+            long_files.append(f"{path.relative_to(ROOT)}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                long_functions.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: "
+                                      f"{node.end_lineno - node.lineno + 1} lines")
+    assert not long_files and not long_functions, long_files + long_functions
