@@ -486,13 +486,13 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x: Tensor, *, rope: tuple[Tensor, Tensor] | None = None, cache: KVCache | None = None) -> Tensor:
         if self.norm_first:  # pre-LN (GPT-2): normalise inside each branch, add to an untouched stream
-            attended, _ = self.attn(self.ln1(x), is_causal=self.causal, rope=rope, cache=cache)
-            x = x + self.drop(attended)
-            return x + self.ff(self.ln2(x))
+            attended, _ = self.attn(self.ln1(x), is_causal=self.causal, rope=rope, cache=cache)  # (batch, time, d)
+            x = x + self.drop(attended)  # the residual stream, (batch, time, d_model)
+            return x + self.ff(self.ln2(x))  # (batch, time, d_model)
         # post-LN (the original Transformer): normalise the stream itself after each addition
-        attended, _ = self.attn(x, is_causal=self.causal, rope=rope, cache=cache)
-        x = self.ln1(x + self.drop(attended))
-        return self.ln2(x + self.ff(x))
+        attended, _ = self.attn(x, is_causal=self.causal, rope=rope, cache=cache)  # (batch, time, d_model)
+        x = self.ln1(x + self.drop(attended))  # (batch, time, d_model)
+        return self.ln2(x + self.ff(x))  # (batch, time, d_model)
 
 
 class TransformerLM(nn.Module):
@@ -602,13 +602,13 @@ class TransformerLM(nn.Module):
                              f"{self.config.max_context} (it has no position vector beyond). Feed the last "
                              f"{self.config.max_context} ids, x[:, -{self.config.max_context}:] (which is what "
                              "llmcourse.decoding.generate does), or build a model with a larger max_context.")
-        h = self.drop(self.tok_embed(x) + self.positions(t, x.device, start))
+        h = self.drop(self.tok_embed(x) + self.positions(t, x.device, start))  # (batch, time, d_model)
         rope = None
         if self.config.positional == "rope":
             rope = (self.rope_cos[start : start + t], self.rope_sin[start : start + t])
         for i, block in enumerate(self.blocks):
-            h = block(h, rope=rope, cache=None if cache is None else cache[i])
-        return self.ln_f(h)
+            h = block(h, rope=rope, cache=None if cache is None else cache[i])  # (batch, time, d_model)
+        return self.ln_f(h)  # (batch, time, d_model)
 
     def forward(self, x: Tensor, cache: list[KVCache] | None = None) -> Tensor:
         """Ids ``(batch, time)`` → logits ``(batch, time, vocab)`` (hidden states with an adaptive softmax).
