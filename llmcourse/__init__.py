@@ -7,7 +7,8 @@ One concept, one module (and one notebook):
 ``llmcourse.text``        torchtext-style tokenizer and ``Vocab`` (notebook 00)
 ``llmcourse.data``        WikiText-2 and SST-2 by name, verified; LM batching (00, 02)
 ``llmcourse.hub``         the one way to the Hugging Face Hub: address, offline switches, reachability
-``llmcourse.files``       files written whole or not at all (caches, checkpoints, results)
+``llmcourse.files``       files written whole or not at all, and sealed with their sha256 where loaded again
+``llmcourse.checks``      the checks of arguments every public entry point shares: one message per mistake
 ``llmcourse.protocols``   what the loop, decoding and the counts may ask of a model, stated once
 ``llmcourse.lm``          chain rule, perplexity, a bigram neural LM (notebook 00)
 ``llmcourse.ngram``       n-gram LMs from counts to modified Kneser-Ney (notebook 01)
