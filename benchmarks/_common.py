@@ -140,6 +140,7 @@ def train_lm(recipe: Recipe, ids: dict, device: torch.device, seed: int = 0, ret
         "seq_len": recipe.seq_len,
         "budget_seconds": recipe.train.budget_seconds,
         "train_seconds": round(history.train_seconds, 1),
+        "setup_seconds": round(history.setup_seconds, 2),
         "steps": history.steps,
         "train_tokens": history.train_tokens,
         "epochs": round(history.train_tokens / max(1, train_tokens), 3),

@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> dict:
         races[f"{fraction:g}"] = {"fraction": fraction, "budget_seconds": budgets.pop() if len(budgets) == 1 else None,
                                   "models": runs, "targets": targets(kind, runs, full=fraction == 1.0)}
         for name, r in runs.items():
-            print(f"{fraction:g} x budget {name:>12}: {r['steps']:,} steps in {r['train_seconds']:.0f} s, "
+            print(f"{fraction:g} x budget {name:>12}: {r['steps']:,} steps in {r['train_seconds']:.1f} s of training "
+                  f"(set-up before the clock: {r['setup_seconds']:.1f} s), "
                   f"{r['train_tokens']:,} tokens ({r['tokens_per_second']:,}/s), valid {r['valid_ppl']:.1f}, "
                   f"test {r['test_ppl']:.1f}", flush=True)
 

@@ -41,7 +41,7 @@ import contextlib
 import dataclasses
 import functools
 import math
-import numbers
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -52,7 +52,7 @@ from torch import Tensor, nn
 
 from .config import get_device
 from .heads import lm_loss
-from . import ddp
+from . import checks, ddp
 from .checkpoints import load_checkpoint, save_checkpoint
 from .protocols import LossFn, OwnLoss, Stateful, default_loss, detach_state, forward_step, is_stateful
 from . import resume
@@ -76,35 +76,28 @@ __all__ = [
 ]
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _whole(value: Any, least: int) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= least
-
-
 def _check_numbers(c: "TrainConfig") -> None:
-    """The numbers of a :class:`TrainConfig`: a NaN or a negative rate would train silently wrong."""
-    if not (_finite(c.lr) and c.lr > 0):
-        raise ValueError(f"lr={c.lr!r}: the learning rate must be a positive number (the course uses 1e-4 to 5e-3).")
-    if not (_finite(c.weight_decay) and c.weight_decay >= 0):
-        raise ValueError(f"weight_decay={c.weight_decay!r}: give a number >= 0 (0 switches weight decay off).")
-    if len(c.betas) != 2 or not all(_finite(b) and 0 <= b < 1 for b in c.betas):
+    """The numbers of a :class:`TrainConfig` (:mod:`llmcourse.checks`): a NaN, a bool or a negative rate would
+    train silently wrong."""
+    checks.number("lr", c.lr, low=0.0, low_open=True)
+    checks.number("weight_decay", c.weight_decay, low=0.0)
+    if not isinstance(c.betas, tuple) or len(c.betas) != 2:
         raise ValueError(f"betas={c.betas!r}: Adam's two decay rates, each in [0, 1), e.g. (0.9, 0.999).")
-    if c.grad_clip is not None and not (_finite(c.grad_clip) and c.grad_clip > 0):
-        raise ValueError(f"grad_clip={c.grad_clip!r}: give a positive gradient norm, or None to switch clipping off.")
-    if not (_finite(c.min_lr_ratio) and 0 <= c.min_lr_ratio <= 1):
-        raise ValueError(f"min_lr_ratio={c.min_lr_ratio!r}: the schedule's end as a fraction of lr, in [0, 1].")
+    for i, beta in enumerate(c.betas):
+        checks.probability(f"betas[{i}]", beta, one=False)
+    checks.number("grad_clip", c.grad_clip, low=0.0, low_open=True, none=True)
+    checks.probability("min_lr_ratio", c.min_lr_ratio)
+    checks.probability("warmup_fraction", c.warmup_fraction, one=False)
     for name in ("max_steps", "eval_every", "max_eval_batches", "patience", "resume_every"):
-        value = getattr(c, name)
-        if value is not None and not _whole(value, 1):
-            raise ValueError(f"{name}={value!r}: give a whole number >= 1, or None.")
+        checks.whole(name, getattr(c, name), least=1, none=True)
     for name in ("epochs", "warmup_steps"):
-        if not _whole(getattr(c, name), 0):
-            raise ValueError(f"{name}={getattr(c, name)!r}: give a whole number >= 0.")
-    if not _whole(c.log_every, 1):
-        raise ValueError(f"log_every={c.log_every!r}: give a whole number of steps >= 1.")
+        checks.whole(name, getattr(c, name), least=0)
+    checks.whole("log_every", c.log_every, least=1)
+    for name in ("budget_seconds", "eval_every_seconds", "resume_every_seconds"):
+        checks.number(name, getattr(c, name), low=0.0, low_open=True, none=True)
+    for name in ("checkpoint_dir", "resume_dir"):
+        if getattr(c, name) is not None and not isinstance(getattr(c, name), (str, os.PathLike)):
+            raise TypeError(f"{name}={getattr(c, name)!r}: give a folder path (str or pathlib.Path), or None.")
 
 
 @dataclass
@@ -137,26 +130,17 @@ class TrainConfig:
     progress: bool = True  # a tqdm progress bar
 
     def __post_init__(self) -> None:
-        self.betas = tuple(self.betas)  # JSON gives back a list
+        if isinstance(self.betas, list):
+            self.betas = tuple(self.betas)  # JSON gives back a list
         _check_numbers(self)
         if self.schedule not in {"cosine", "linear", "constant"}:
             raise ValueError(f"schedule={self.schedule!r}: choose 'cosine', 'linear' or 'constant'.")
         if self.budget_seconds is not None:
-            if not (isinstance(self.budget_seconds, (int, float)) and math.isfinite(self.budget_seconds)
-                    and self.budget_seconds > 0):
-                raise ValueError(f"budget_seconds={self.budget_seconds!r}: give a positive number of seconds.")
             if self.warmup_steps:
                 raise ValueError("In a budget run the warm-up is a fraction of the budget: set warmup_fraction "
                                  f"(e.g. 0.05) instead of warmup_steps={self.warmup_steps}.")
         elif self.epochs < 1 and self.max_steps is None:
             raise ValueError("Give epochs >= 1, max_steps or budget_seconds.")
-        if not 0.0 <= self.warmup_fraction < 1.0:
-            raise ValueError(f"warmup_fraction={self.warmup_fraction}: choose a fraction in [0, 1).")
-        if self.resume_every_seconds is not None and not (_finite(self.resume_every_seconds)
-                                                          and self.resume_every_seconds > 0):
-            raise ValueError(f"resume_every_seconds={self.resume_every_seconds!r}: give a positive number of seconds.")
-        if self.eval_every_seconds is not None and not self.eval_every_seconds > 0:
-            raise ValueError(f"eval_every_seconds={self.eval_every_seconds}: give a positive number of seconds.")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision={self.precision!r}: choose one of {', '.join(map(repr, PRECISIONS))}.")
         if self.compile not in (True, False, "auto"):
@@ -177,7 +161,8 @@ class History:
     best_step: int | None = None
     stopped_early: bool = False
     steps: int = 0
-    train_seconds: float = 0.0
+    train_seconds: float = 0.0  # on the clock: from the end of the first step (set-up and warm-up before it)
+    setup_seconds: float = 0.0  # what the clock left out: moving the model, the optimizer, the first step
     train_tokens: int = 0
     budget_seconds: float | None = None
     precision: str = "fp32"
@@ -231,7 +216,10 @@ def lr_at_fraction(fraction: float, config: TrainConfig) -> float:
 class _Clock:
     """How far a run has gone: in steps, or in seconds of training against its budget.
 
-    Time inside :meth:`paused` (validation, checkpoints) is not training time.
+    The clock starts at the end of the run's first step (:meth:`start`): everything done once before
+    it (moving the model, building the optimizer, the first step's allocations, imports and, where
+    compiled, compilation) is set-up, not training, so that every model of a race gets the same seconds
+    of steady training. Time inside :meth:`paused` (validation, checkpoints) is not training time either.
     """
 
     def __init__(self, config: TrainConfig, steps_per_epoch: int | None,
@@ -247,24 +235,35 @@ class _Clock:
         else:
             raise ValueError("train_data has no length: give config.max_steps or config.budget_seconds.")
         self.epochs = math.inf if (config.max_steps is not None or self.budget is not None) else config.epochs
-        self._start = time.perf_counter()
+        self.created = time.perf_counter()  # train() sets it to its own start
+        self.setup_seconds = 0.0
+        self._start: float | None = None
+        self._before = 0.0  # seconds of training of the run this one resumes
         self._paused = 0.0
         self.next_eval_seconds = config.eval_every_seconds
 
+    def start(self) -> float:
+        """Start counting (once; later calls do nothing). Returns the set-up seconds it left out."""
+        if self._start is None:
+            self._start = time.perf_counter()
+        return self._start - self.created
+
     def go_on_from(self, seconds: float) -> None:
         """A resumed run: the clock goes on from the seconds of training already done."""
-        self._start -= seconds
+        self._before = seconds
 
     def seconds(self) -> float:
-        return self.agree(time.perf_counter() - self._start - self._paused)
+        running = 0.0 if self._start is None else time.perf_counter() - self._start - self._paused
+        return self.agree(self._before + running)
 
     @contextlib.contextmanager
     def paused(self):
-        t = time.perf_counter()
+        t, running = time.perf_counter(), self._start is not None
         try:
             yield
         finally:
-            self._paused += time.perf_counter() - t
+            if running:
+                self._paused += time.perf_counter() - t
 
     def lr(self, step: int) -> float:
         if self.budget is not None:
@@ -275,6 +274,12 @@ class _Clock:
         if self.total_steps is not None and step >= self.total_steps:
             return True
         return self.budget is not None and self.seconds() >= self.budget
+
+    def after_step(self, step: int) -> bool:
+        """Called at the end of each step: starts the clock after the first; says whether the run is done."""
+        if self._start is None:
+            self.setup_seconds = self.start()
+        return self.done(step)
 
     def validation_due(self, step: int) -> bool:
         if self.config.eval_every and step % self.config.eval_every == 0:
@@ -314,6 +319,10 @@ def evaluate(model: nn.Module, data: Iterable, *, loss_fn: LossFn | None = None,
         model.train(was_training)
     if count == 0:
         raise ValueError("evaluate() saw no tokens: the data is empty or every target is -100.")
+    if not math.isfinite(total):
+        raise FloatingPointError(f"the loss over {count:,} tokens is {total / count}: the model's outputs hold NaN "
+                                 "or infinity (a weight became NaN: lower the learning rate, warm up longer, or "
+                                 "clip the gradients; check the data for targets outside the vocabulary).")
     return total / count, count
 
 
@@ -384,7 +393,10 @@ class _Validator:
             # Under DDP every process reads the whole validation set: one process's numbers exactly, with no
             # shard padded by repeated windows to miscount tokens (but no speed-up). Rank 0's loss is then
             # everyone's, so that the best step and early stopping agree even where GPUs differ in a last bit.
-            val_loss = self.run.team.agree(self.valid_loss())
+            try:
+                val_loss = self.run.team.agree(self.valid_loss())
+            except FloatingPointError as exc:  # a NaN stops the run now, not after the rest of its budget
+                raise FloatingPointError(f"Validation at step {step}: {exc}") from None
             ppl = math.exp(min(val_loss, 50))
             history.valid.append({"step": step, "epoch": epoch, "seconds": round(at, 3), "loss": val_loss, "ppl": ppl})
             self.run.write(f"step {step:>6}  {at:7.1f} s  valid loss {val_loss:.4f}  valid ppl {ppl:.2f}")
@@ -409,8 +421,7 @@ def _set_lr(optimizer: torch.optim.Optimizer, lr: float, config: TrainConfig) ->
 
 def _check_finite(loss: Tensor, step: int) -> None:
     if not torch.isfinite(loss):
-        raise FloatingPointError(f"The loss became {loss.item()} at step {step}: lower the learning "
-                                 "rate, or check the data for targets outside the vocabulary.")
+        checks.finite_loss(loss.item(), f"at step {step}, on a training batch")
 
 
 def _clip(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
@@ -520,10 +531,10 @@ class _Parts:
 
 def _set_up(model: nn.Module, train_data: Iterable, valid_data: Iterable | None, config: TrainConfig,
             device: torch.device, optimizer: torch.optim.Optimizer | None, loss_fn: LossFn | None) -> _Parts:
-    """The model on its device, compiled where asked; the loss; the optimizer; the clock; validation."""
-    if isinstance(model, nn.parallel.DistributedDataParallel):
-        raise ValueError("train() wraps the model in DistributedDataParallel itself when it runs on several "
-                         "processes: pass the plain model (ddp_model.module).")
+    """The model on its device, compiled where asked; the loss; the optimizer; the clock; validation. Whatever
+    can be seen wrong before training (no batch, no trainable weight, a folder it cannot write) is an error now."""
+    started = time.perf_counter()
+    _check_before_training(model, train_data)
     model.to(device)
     loss_fn = loss_fn or default_loss(model)
     try:
@@ -533,6 +544,9 @@ def _set_up(model: nn.Module, train_data: Iterable, valid_data: Iterable | None,
     precision = resolve_precision(config.precision, device)
     forward_model = _try_compile(model) if resolve_compile(config.compile, device) else model
     team = ddp.team(device)
+    if team.main:  # before any work: a folder found unwritable at the first validation would lose the run
+        checks.writable_dir("checkpoint_dir", config.checkpoint_dir)
+        checks.writable_dir("resume_dir", config.resume_dir)
     step_loss = team.wrap(_StepLoss(forward_model, loss_fn, is_stateful(model), precision, device))
     history = History(budget_seconds=config.budget_seconds, precision=precision, compiled=forward_model is not model)
     # the optimizer before the clock: its first construction in a process imports torch._dynamo (2-3 s),
@@ -542,14 +556,37 @@ def _set_up(model: nn.Module, train_data: Iterable, valid_data: Iterable | None,
     # everything through (scale(loss) is loss, step(optimizer) is optimizer.step()), keeps one loop for all
     scaler = grad_scaler(precision, device) or torch.amp.GradScaler(device.type, enabled=False)
     clock = _Clock(config, steps_per_epoch, agree=team.agree)
+    clock.created = started
     progress = _Progress(config, clock, history, show=team.main)
     run = _Run(config, history, clock, team, progress.write)
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    if frozen:  # said, so that a model whose adapters were merged away does not train its head alone unnoticed
+        run.write(f"training {sum(p.numel() for p in model.parameters()) - frozen:,} parameters; {frozen:,} are frozen")
     valid_loss = None if valid_data is None else functools.partial(
         _mean_loss, forward_model, valid_data, loss_fn=loss_fn, device=device,
         max_batches=config.max_eval_batches, precision=precision)
     validator = _Validator(run, model, valid_loss)
     resumer = resume.Resumer(run, model, optimizer, scaler, validator, train_data) if config.resume_dir else None
     return _Parts(run, step_loss, optimizer, scaler, progress, validator, resumer)
+
+
+def _check_before_training(model: nn.Module, train_data: Iterable) -> None:
+    """Training never reports success on nothing, and never loses a run to a folder found unwritable at its end."""
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        raise ValueError("train() wraps the model in DistributedDataParallel itself when it runs on several "
+                         "processes: pass the plain model (ddp_model.module).")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"train() takes a torch.nn.Module; got {type(model).__name__}.")
+    checks.no_merged_adapters(model, "train()")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(f"{type(model).__name__} has no trainable parameter (every requires_grad is False): "
+                         "training would change nothing. Unfreeze the weights to train, or, for LoRA, add the "
+                         "adapters again (llmcourse.lora.add_lora) if they were merged.")
+    if isinstance(train_data, (str, bytes)) or not hasattr(train_data, "__iter__"):
+        raise TypeError(f"train_data must give batches (x, y), e.g. a DataLoader; got {type(train_data).__name__}.")
+    if hasattr(train_data, "__len__") and len(train_data) == 0:
+        raise ValueError("train_data has no batch: it is empty (too few tokens for one batch of this size?). "
+                         "Give it more data or make the batches smaller.")
 
 
 def _mean_loss(model: nn.Module, data: Iterable, **kwargs) -> float:
@@ -622,7 +659,7 @@ def train(model: nn.Module, train_data: Iterable, valid_data: Iterable | None = 
                 scaler.update()
                 state = detach_state(state)
                 step += 1
-                finished = clock.done(step)
+                finished = clock.after_step(step)  # the clock starts after the first step: set-up is not training
                 progress.update(step, epoch, lr, total, int(count), finished)
                 if clock.validation_due(step):
                     stop = validator.validate(step, epoch)
@@ -646,6 +683,7 @@ def _finish(parts: _Parts, model: nn.Module, step: int, epoch: int, stop: bool) 
     weights and this history), and the best weights put back."""
     history = parts.run.history
     history.stopped_early, history.steps, history.train_seconds = stop, step, parts.run.clock.seconds()
+    history.setup_seconds = parts.run.clock.setup_seconds
     if parts.resumer:
         parts.resumer.save(step, epoch, None)
     if parts.validator.best_state is not None:
