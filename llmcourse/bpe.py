@@ -579,13 +579,14 @@ class BPETokenizer:
         return cls(state["merges"], state["alphabet"], state["special_tokens"], state.get("unk_token"))
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the tokenizer to ``path`` as JSON, atomically (a reader never sees half a file)."""
-        return write_json(path, self.to_dict())
+        """Write the tokenizer to ``path`` as JSON, atomically (a reader never sees half a file), sealed with
+        the sha256 of its content (:func:`llmcourse.files.write_json`)."""
+        return write_json(path, self.to_dict(), sealed=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "BPETokenizer":
-        """Read a tokenizer written by :meth:`save`; a damaged file is a ``ValueError`` that names it."""
-        return read_json(path, cls.from_dict, "BPE tokenizer", "save it again with BPETokenizer.save or retrain it")
+        """Read a tokenizer written by :meth:`save`; a damaged or changed file is a ``ValueError`` that names it."""
+        return read_json(path, cls.from_dict, "BPE tokenizer", "save it again with BPETokenizer.save or retrain it", sealed=True)
 
 
 # --------------------------------------------------------------------------------------------

@@ -375,14 +375,15 @@ class ByteBPETokenizer:
         return cls(state.get("merges", []), state.get("special_tokens", []), state.get("vocab"))
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the tokenizer to ``path`` as JSON, atomically (a reader never sees half a file)."""
-        return write_json(path, self.to_dict())
+        """Write the tokenizer to ``path`` as JSON, atomically (a reader never sees half a file), sealed with
+        the sha256 of its content (:func:`llmcourse.files.write_json`)."""
+        return write_json(path, self.to_dict(), sealed=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ByteBPETokenizer":
-        """Read a tokenizer written by :meth:`save`; a damaged file is a ``ValueError`` that names it."""
+        """Read a tokenizer written by :meth:`save`; a damaged or changed file is a ``ValueError`` that names it."""
         return read_json(path, cls.from_dict, "byte-level BPE tokenizer",
-                         "save it again with ByteBPETokenizer.save or retrain it")
+                         "save it again with ByteBPETokenizer.save or retrain it", sealed=True)
 
     def save_gpt2_files(self, folder: str | os.PathLike) -> tuple[Path, Path]:
         """Write GPT-2's two files into ``folder``: ``vocab.json`` (token -> id) and ``merges.txt`` (a

@@ -1,9 +1,10 @@
 """Checkpoints: a model's weights as safetensors and its configuration as JSON, loaded back without pickle.
 
 :func:`save_checkpoint` writes ``model.safetensors`` (tied weights stored once) and ``config.json`` (the
-model's class, its config dataclass, and a training history if given), each file whole or not at all;
-:func:`load_checkpoint` rebuilds a course model from them, or fills a model given, refusing weights saved
-from another class or config. The training loop saves the best weights here (``TrainConfig.checkpoint_dir``);
+model's class, its config dataclass, a training history if given, and the sha256 of the weights file,
+the whole sealed by the sha256 of its own content), each file whole or not at all; :func:`load_checkpoint`
+rebuilds a course model from them, or fills a model given, refusing a file changed since it was saved
+(one flipped byte of the weights) and weights saved from another class or config. The training loop saves the best weights here (``TrainConfig.checkpoint_dir``);
 notebooks 02 and 04 save their trained models. ``llmcourse.training`` re-exports both functions.
 """
 
@@ -14,12 +15,12 @@ import importlib
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from .files import atomic_write
+from .files import atomic_write, file_sha256, read_json, write_json
 
 if TYPE_CHECKING:
     from .training import History
@@ -46,7 +47,8 @@ def save_checkpoint(model: nn.Module, directory: str | os.PathLike, *, history: 
         **(extra or {}),
     }
     atomic_write(directory / WEIGHTS, lambda tmp: save_model(getattr(model, "_orig_mod", model), str(tmp)))
-    atomic_write(directory / CONFIG, lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
+    meta["weights_sha256"] = file_sha256(directory / WEIGHTS)  # checked on load: a flipped byte is refused
+    write_json(directory / CONFIG, meta, sealed=True, indent=2)
     return directory
 
 
@@ -66,14 +68,12 @@ def load_checkpoint(directory: str | os.PathLike, model: nn.Module | None = None
         if not (directory / name).is_file():
             raise FileNotFoundError(f"{directory} is not a checkpoint: {name} is missing.")
     damaged = f"Save the model again, or restore {directory} from where you saved it."
-    try:
-        meta = json.loads((directory / CONFIG).read_text(encoding="utf-8"))
-        model_class, saved_config = meta["model_class"], meta["config"]
-        if not (saved_config is None or isinstance(saved_config, dict)):
-            raise TypeError(f"its config is a {type(saved_config).__name__}, not an object")
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"{directory / CONFIG} is damaged or not written by save_checkpoint "
-                         f"({type(exc).__name__}: {exc}). {damaged}") from None
+    meta = read_json(directory / CONFIG, _checked_meta, "checkpoint configuration (written by save_checkpoint)",
+                     f"save the model again, or restore {directory} from where you saved it", sealed=True)
+    model_class, saved_config = meta["model_class"], meta["config"]
+    if meta.get("weights_sha256") is not None and file_sha256(directory / WEIGHTS) != meta["weights_sha256"]:
+        raise ValueError(f"{directory / WEIGHTS} has been changed since it was saved: its sha256 is not the one "
+                         f"{directory / CONFIG} records, so its weights are not the saved ones. {damaged}")
     if model is None:
         module_name, _, class_name = model_class.rpartition(".")
         if not module_name.startswith("llmcourse."):
@@ -94,6 +94,14 @@ def load_checkpoint(directory: str | os.PathLike, model: nn.Module | None = None
                          f"{str(exc).splitlines()[0]}. Build the model from the checkpoint's config.json "
                          "(load_checkpoint(directory) without model=).") from None
     return model.to(device)
+
+
+def _checked_meta(meta: Any) -> dict:
+    if not isinstance(meta, dict) or "model_class" not in meta or "config" not in meta:
+        raise ValueError("it has no 'model_class' and 'config'")
+    if not (meta["config"] is None or isinstance(meta["config"], dict)):
+        raise TypeError(f"its config is a {type(meta['config']).__name__}, not an object")
+    return meta
 
 
 def _check_same_model(directory: Path, model: nn.Module, model_class: str, saved_config: dict | None) -> None:

@@ -15,14 +15,14 @@ Taught in notebook 00 ("tokens and vocabularies").
 
 from __future__ import annotations
 
-import json
+import numbers
 import os
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
-from .files import atomic_write
+from .files import read_json, write_json
 
 __all__ = [
     "SPECIALS",
@@ -94,6 +94,19 @@ def get_tokenizer(tokenizer: str | Callable[[str], list[str]] | None, language: 
     )
 
 
+def _index(index: Any, who: str) -> int:
+    """A token id: an int (a NumPy integer or a one-element integer tensor too), never a float or a bool,
+    which ``int()`` would truncate silently."""
+    if hasattr(index, "dtype") and getattr(index, "ndim", 1) == 0 and not isinstance(index, bool):
+        kind = str(index.dtype)
+        if "int" in kind and "bool" not in kind:
+            return int(index)
+    if isinstance(index, numbers.Integral) and not isinstance(index, bool):
+        return int(index)
+    raise TypeError(f"{who} takes a token id, an int; got {type(index).__name__} {index!r}"
+                    + (" (a float would be truncated: make the ids integers)." if isinstance(index, float) else "."))
+
+
 class Vocab:
     """A vocabulary: a list of tokens whose positions are their indices, as ``torchtext.vocab.Vocab``.
 
@@ -144,6 +157,7 @@ class Vocab:
         return f"Vocab({len(self)} tokens: [{head}{more}], default_index={self._default_index})"
 
     def set_default_index(self, index: int | None) -> None:
+        index = None if index is None else _index(index, "set_default_index")
         if index is not None and not 0 <= index < len(self):
             raise IndexError(f"Default index {index} is outside the vocabulary (size {len(self)}).")
         self._default_index = index
@@ -152,12 +166,15 @@ class Vocab:
         return self._default_index
 
     def lookup_token(self, index: int) -> str:
+        index = _index(index, "lookup_token")
         if not 0 <= index < len(self._itos):
             raise RuntimeError(f"Index {index} is outside the vocabulary (valid: 0 to {len(self) - 1}).")
         return self._itos[index]
 
     def lookup_tokens(self, indices: Iterable[int]) -> list[str]:
-        return [self.lookup_token(int(i)) for i in indices]
+        if isinstance(indices, (str, bytes)):
+            raise TypeError(f"lookup_tokens takes token ids (ints); got the string {indices[:30]!r}.")
+        return [self.lookup_token(i) for i in indices]
 
     def lookup_indices(self, tokens: Iterable[str]) -> list[int]:
         return [self[token] for token in tokens]
@@ -192,20 +209,24 @@ class Vocab:
 
     @classmethod
     def from_dict(cls, state: dict) -> "Vocab":
-        return cls(state["itos"], default_index=state.get("default_index"))
+        itos = state.get("itos") if isinstance(state, dict) else None
+        if not isinstance(itos, list) or not all(isinstance(t, str) for t in itos):
+            raise ValueError(f"'itos' should be a list of tokens (str); got {type(itos).__name__}")
+        repeated = next((t for t in set(itos) if itos.count(t) > 1), None) if len(set(itos)) != len(itos) else None
+        if repeated is not None:
+            raise ValueError(f"the token {repeated!r} is listed twice in 'itos'")
+        return cls(itos, default_index=state.get("default_index"))
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the vocabulary to ``path`` as JSON (atomically: a reader never sees half a file)."""
-        text = json.dumps(self.to_dict(), ensure_ascii=False)
-        return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        """Write the vocabulary to ``path`` as JSON, atomically (a reader never sees half a file) and sealed with
+        the sha256 of its content (:func:`llmcourse.files.write_json`)."""
+        return write_json(path, self.to_dict(), sealed=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Vocab":
-        with open(path, encoding="utf-8") as f:
-            state = json.load(f)
-        if not isinstance(state, dict) or "itos" not in state:
-            raise ValueError(f"{path} is not a vocabulary saved by Vocab.save (no 'itos' list).")
-        return cls.from_dict(state)
+        """Read a vocabulary written by :meth:`save`; a damaged or changed file is a ``ValueError`` naming it."""
+        return read_json(path, cls.from_dict, "vocabulary", "save it again with Vocab.save, or build it again "
+                         "from the data", sealed=True)
 
 
 def build_vocab_from_iterator(
@@ -245,18 +266,7 @@ def build_vocab_from_iterator(
 
 def check_token_ids(ids, vocab_size: int | None, who: str) -> None:
     """Token ids must be integers in ``[0, vocab_size)``: say so here, instead of an ``IndexError`` deep in
-    an embedding. The range is checked for tensors off the GPU only (on CUDA it would stall every step,
-    and a device-side assert stops a bad id there anyway)."""
-    import torch
+    an embedding (:func:`llmcourse.checks.token_ids`, the one check of token ids)."""
+    from .checks import token_ids
 
-    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
-        raise TypeError(f"{who} takes integer token ids (torch.long); got dtype {ids.dtype}. Build them with "
-                        "torch.tensor(vocab(words), dtype=torch.long) or numericalize(token_lists, vocab).")
-    if ids.numel() == 0 or ids.device.type == "cuda":
-        return
-    low, high = int(ids.min()), int(ids.max())
-    if low < 0 or (vocab_size is not None and high >= vocab_size):
-        bad = low if low < 0 else high
-        top = vocab_size - 1 if vocab_size is not None else "..."
-        raise ValueError(f"{who} got token id {bad}, outside the model's vocabulary (0 to {top}): were the ids "
-                         "made with another vocabulary, or is vocab_size too small?")
+    token_ids(who, ids, vocab_size)
