@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import numbers
 import os
 import tempfile
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from . import hub
+from .checks import listed, whole
 from .config import cache_dir, data_dir
 from .files import atomic_write
 from .text import Vocab, build_vocab_from_iterator, check_token_ids
@@ -75,6 +75,8 @@ class Split:
     words: int | None = None  # white-space tokens (WikiText-2)
     sha256: str | None = None  # of the remote Parquet file, where published
     text_sha256: str | None = None  # of the official text file, where a local copy must equal it byte for byte
+    lines_sha256: str | None = None  # of the file's lines sorted and joined by "\n": the same in any line order
+    labels: tuple[int, int] | None = None  # SST-2: rows labelled 0 (negative) and 1 (positive)
 
 
 @dataclass(frozen=True)
@@ -98,13 +100,16 @@ DATASETS: dict[str, DatasetSpec] = {
         revision="b08601e04326c79dfdd32d625aee71d232d685c3",
         splits={
             "train": Split("wiki.train.tokens", "wikitext-2-v1/train-00000-of-00001.parquet", 36_718, 2_051_910,
-                           "dfc27e4360c639dc1fba1e403bfffd53af4a5c75d5363b5724d49bf12d07cce6"),
+                           "dfc27e4360c639dc1fba1e403bfffd53af4a5c75d5363b5724d49bf12d07cce6",
+                           lines_sha256="dc66efa33496c5bd9f29e90c9f20854b5e18f6508115ffe281cfce3bc9563224"),
             "valid": Split("wiki.valid.tokens", "wikitext-2-v1/validation-00000-of-00001.parquet", 3_760, 213_886,
                            "717de9a0c1c0b0b1dfdd8f1e6ad8a30ece618bbde81f5da8207277547d324215",
-                           "f0737ed31fc1329026e95cb8b98e19c2a182c39c240ab909dc31abf2f8af58e8"),
+                           "f0737ed31fc1329026e95cb8b98e19c2a182c39c240ab909dc31abf2f8af58e8",
+                           "17ac99a78346f6184acd385c8c272d2a0102eef7c2de7e1bb00e3c33b08d5123"),
             "test": Split("wiki.test.tokens", "wikitext-2-v1/test-00000-of-00001.parquet", 4_358, 241_211,
                           "e6b3913da714b63a60a571698b20ff15441fb015783ea1b5285f707d4f2f00a9",
-                          "d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0"),
+                          "d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0",
+                          "46aec58173dad82c0d64ae1d013fce8c1c834854376828966d26b73f6130ea28"),
         },
         notebooks=("00", "01", "02", "04", "05", "06", "07"),
         source="WikiText-2 (Merity et al. 2016, from Wikipedia's Good and Featured articles): licence CC BY-SA 3.0",
@@ -115,9 +120,14 @@ DATASETS: dict[str, DatasetSpec] = {
         repo="nyu-mll/glue",
         revision="bcdcba79d07bc864c1c254ccfcedcce55bcc9a8c",
         splits={
-            "train": Split("train.tsv", "sst2/train-00000-of-00001.parquet", 67_349),
-            "dev": Split("dev.tsv", "sst2/validation-00000-of-00001.parquet", 872),
-            "test": Split("test.tsv", "sst2/test-00000-of-00001.parquet", 1_821),
+            "train": Split("train.tsv", "sst2/train-00000-of-00001.parquet", 67_349,
+                           lines_sha256="eb4d98facf1ccb1000505dbccd24106876ab8e60315861d050b2b48f4d1821e7",
+                           labels=(29_780, 37_569)),
+            "dev": Split("dev.tsv", "sst2/validation-00000-of-00001.parquet", 872,
+                         lines_sha256="dea5a68a7c5ed9c7a606210caddb48579c55b683d3c7940f5aa2bc028d72c6fb",
+                         labels=(428, 444)),
+            "test": Split("test.tsv", "sst2/test-00000-of-00001.parquet", 1_821,
+                          lines_sha256="46a3a0d5721ec143c14ad2e308b177cdd950e5fdd3faa620f0b5e6e6ca36c505"),
         },
         header={"train": "sentence\tlabel", "dev": "sentence\tlabel", "test": "index\tsentence"},
         notebooks=("05", "07"),
@@ -222,9 +232,10 @@ def import_folder(src: str | os.PathLike, sha256: dict[str, str] | None = None) 
             if not path.is_file():
                 raise DataError(f"{src} has no {relative} (the {split} split of {spec.name}): the kit is incomplete. "
                                 "Copy the whole folder again, or stage it anew (python3 course.py stage DIR).")
-            _check_file(path, spec, split, origin="LLMCOURSE_DATA")
+            listed = (sha256 or {}).get(relative)  # the kit's hash, taken when it was staged from checked files
+            _check_file(path, spec, split, origin="kit" if listed else "LLMCOURSE_DATA")
             digest = _sha256(path)
-            if sha256 and sha256.get(relative, digest) != digest:
+            if listed is not None and listed != digest:
                 raise DataError(f"{path} has been changed since it was staged: its sha256 is {digest}, the kit's "
                                 f"list says {sha256[relative]}. Copy the folder again from the original.")
             checked.append((path, cache_dir() / relative, digest))
@@ -253,12 +264,16 @@ def _hash_note(path: Path) -> Path:
 
 
 def _check_file(path: Path, spec: DatasetSpec, split: str, origin: str) -> None:
-    """Check a local file: valid UTF-8, its sha256 where it is known, and its size in lines and words
-    (WikiText-2) or rows and header (TSV).
+    """Check a local file: valid UTF-8; its size in lines and words (WikiText-2) or rows, header and labels
+    (SST-2); and its content, by sha256.
 
-    A hash is known for the official valid and test files of WikiText-2 (in ``$LLMCOURSE_DATA``) and, in
-    the cache, for every file the course downloaded (noted beside it when it was written); elsewhere
-    (WikiText-2's train file, SST-2) the counts stand in.
+    Every split the course knows has a known content: ``lines_sha256``, the sha256 of its lines sorted
+    (the same for the official file and for a copy whose articles are in another order, as CI's
+    WikiText-2 train file), and for WikiText-2's valid and test files the official file's own sha256.
+    A file in ``$LLMCOURSE_DATA`` must match them. In the cache, a file must match the hash noted beside
+    it when the course wrote it; one copied in by hand without its note must match the known content,
+    and then gets its note. A fresh download is checked by its Parquet file's sha256 (WikiText-2) and by
+    its counts and labels (SST-2, whose Parquet hashes are not published) before it enters the cache.
     """
     entry = spec.splits[split]
     data = path.read_bytes()
@@ -271,7 +286,39 @@ def _check_file(path: Path, spec: DatasetSpec, split: str, origin: str) -> None:
         raise DataError(f"{path} is not valid UTF-8 (line {line:,}, byte {exc.start:,}: {exc.reason}): the file is "
                         f"damaged or in another encoding. To fix it, {fix}.") from None
     lines = _lines(text)
-    problems = []
+    problems = _size_problems(text, lines, spec, split)
+    if problems:
+        raise DataError(f"{path} is incomplete or corrupted: it has {' and '.join(problems)}. "
+                        f"To fix it, {fix}.")
+    digest = hashlib.sha256(data).hexdigest()
+    note = _hash_note(path)
+    if origin == "cache" and note.is_file():  # the hash noted when the course wrote it
+        expected = note.read_text().strip()
+        if digest != expected:
+            raise DataError(f"{path} has been changed: its sha256 is {digest}, expected {expected} (noted when the "
+                            f"course wrote it). To fix it, {fix}.")
+        return
+    if origin in ("download", "kit"):  # checked by the Parquet file's hash, or the kit's list, by the caller
+        return
+    if origin == "LLMCOURSE_DATA" and entry.text_sha256 is not None:  # the official file, byte for byte
+        if digest != entry.text_sha256:
+            raise DataError(f"{path} has been changed: its sha256 is {digest}, expected {entry.text_sha256}. "
+                            f"To fix it, {fix}.")
+        return
+    sorted_digest = _lines_sha256(lines)
+    if entry.lines_sha256 is not None and sorted_digest != entry.lines_sha256:
+        where = ("was copied into the cache without the hash note the course writes beside what it downloads, and "
+                 if origin == "cache" else "")
+        raise DataError(f"{path} {where}is not the official {split} split of {spec.name}: the sha256 of its sorted "
+                        f"lines is {sorted_digest}, expected {entry.lines_sha256} (a line was changed, added or "
+                        f"removed). To fix it, {fix}.")
+    if origin == "cache":  # a hand-copied official file: noted now, checked by its hash from here on
+        atomic_write(note, lambda tmp: tmp.write_text(digest + "\n"))
+
+
+def _size_problems(text: str, lines: list[str], spec: DatasetSpec, split: str) -> list[str]:
+    """What is wrong with a file's size: lines and words, or rows, header and labels."""
+    entry, problems = spec.splits[split], []
     if spec.header is not None:
         header = lines[0] if lines else ""
         if header != spec.header[split]:
@@ -285,18 +332,18 @@ def _check_file(path: Path, spec: DatasetSpec, split: str, origin: str) -> None:
         words = len(text.split())
         if words != entry.words:
             problems.append(f"{words:,} words (expected {entry.words:,})")
-    if problems:
-        raise DataError(f"{path} is incomplete or corrupted: it has {' and '.join(problems)}. "
-                        f"To fix it, {fix}.")
-    digest = hashlib.sha256(data).hexdigest()
-    note = _hash_note(path)
-    if origin == "cache":  # the hash noted when the course downloaded it (older caches have none)
-        expected = note.read_text().strip() if note.is_file() else None
-    else:  # a folder of official files (a download is checked by its Parquet file's sha256 instead)
-        expected = entry.text_sha256 if origin == "LLMCOURSE_DATA" else None
-    if expected is not None and digest != expected:
-        raise DataError(f"{path} has been changed: its sha256 is {digest}, expected {expected}. "
-                        f"To fix it, {fix}.")
+    if entry.labels is not None and not problems:
+        labels = [line.rsplit("\t", 1)[-1] for line in lines[1:]]
+        counts = (labels.count("0"), labels.count("1"))
+        if counts != entry.labels:
+            problems.append(f"{counts[0]:,} negative and {counts[1]:,} positive labels (expected "
+                            f"{entry.labels[0]:,} and {entry.labels[1]:,})")
+    return problems
+
+
+def _lines_sha256(lines: list[str]) -> str:
+    """The sha256 of the lines sorted and joined by newlines: a file's content whatever the order of its lines."""
+    return hashlib.sha256("\n".join(sorted(lines)).encode("utf-8")).hexdigest()
 
 
 def _fetch_parquet(spec: DatasetSpec, entry: Split, folder: Path) -> Path:
@@ -467,7 +514,10 @@ def wikitext2_vocab(min_freq: int = 1) -> Vocab:
 
 
 def numericalize(token_lists: Sequence[Sequence[str]], vocab: Vocab) -> Tensor:
-    """Concatenate token lists into one stream of ids: a ``LongTensor`` of shape ``(n_tokens,)``."""
+    """Concatenate token lists into one stream of ids: a ``LongTensor`` of shape ``(n_tokens,)``. Any iterable
+    of token lists is read once (a generator or ``map(str.split, lines)`` too)."""
+    if not isinstance(token_lists, str):
+        token_lists = listed("numericalize's token_lists", token_lists)
     if isinstance(token_lists, str) or any(isinstance(tokens, str) for tokens in token_lists):
         raise TypeError("numericalize takes token lists (one list of str per line), not strings: a string "
                         "would be looked up character by character. Tokenize first, e.g. "
@@ -491,8 +541,7 @@ def _check_stream(ids: Any, who: str) -> None:
 
 def _check_positive(who: str, **values: Any) -> None:
     for name, value in values.items():
-        if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1):
-            raise ValueError(f"{who}: {name}={value!r}, give a whole number of tokens >= 1.")
+        whole(f"{who}: {name}", value)
 
 
 def batchify(data: Tensor, batch_size: int) -> Tensor:
@@ -503,8 +552,7 @@ def batchify(data: Tensor, batch_size: int) -> Tensor:
     The last ``n % batch_size`` tokens are dropped.
     """
     _check_stream(data, "batchify")
-    if not (isinstance(batch_size, numbers.Integral) and not isinstance(batch_size, bool) and batch_size >= 1):
-        raise ValueError(f"batch_size={batch_size!r}: give a whole number of rows >= 1.")
+    whole("batchify: batch_size", batch_size)
     n = data.numel() // batch_size
     if n < 2:
         raise ValueError(f"{data.numel()} tokens are too few for batch_size={batch_size}.")
