@@ -72,7 +72,12 @@ def padding_mask(x: Tensor, pad_id: int | None = None, *, lengths: Tensor | Sequ
     """
     if lengths is not None:
         lengths = torch.as_tensor(lengths, device=x.device)
+        if lengths.is_floating_point() or lengths.dtype == torch.bool or (lengths.numel() and int(lengths.min()) < 0):
+            raise ValueError(f"lengths must be whole numbers >= 0, one per row; got {lengths.tolist()}.")
         width = x.shape[-1]
+        if lengths.dim() != 1 or lengths.numel() != x.shape[0]:
+            raise ValueError(f"lengths must hold one length per row of x ({x.shape[0]}); got shape "
+                             f"{tuple(lengths.shape)}.")
         if int(lengths.max()) > width:
             raise ValueError(f"A length of {int(lengths.max())} does not fit in {width} positions.")
         keep = torch.arange(width, device=x.device)[None, :] < lengths[:, None]
@@ -83,6 +88,21 @@ def padding_mask(x: Tensor, pad_id: int | None = None, *, lengths: Tensor | Sequ
             raise ValueError(f"padding_mask expects ids of shape (batch, time), got {tuple(x.shape)}.")
         keep = x != pad_id
     return keep[:, None, :]
+
+
+def _keep_mask(padding_mask: Tensor, shape: tuple[int, int]) -> Tensor:
+    """A padding mask ``(batch, t_k)``: boolean, or integer 0/1 (Hugging Face's ``attention_mask``); a float
+    mask is refused (0.5 is neither padding nor a token)."""
+    if not isinstance(padding_mask, Tensor) or padding_mask.is_floating_point() or padding_mask.is_complex():
+        got = f"dtype {padding_mask.dtype}" if isinstance(padding_mask, Tensor) else type(padding_mask).__name__
+        raise TypeError(f"padding_mask must be boolean (True at real tokens) or 0/1 integers; got {got}. "
+                        "Build it with ids != pad_id, or take the tokenizer's attention_mask.")
+    if tuple(padding_mask.shape) != shape:
+        raise ValueError(f"padding_mask must be (batch, t_k) = {shape}, True at real tokens; got "
+                         f"{tuple(padding_mask.shape)}.")
+    if padding_mask.dtype != torch.bool and bool(((padding_mask != 0) & (padding_mask != 1)).any()):
+        raise ValueError("an integer padding_mask holds 1 at real tokens and 0 at padding; it has other values.")
+    return padding_mask.bool()
 
 
 def combine_masks(*masks: Tensor | None) -> Tensor | None:
@@ -301,10 +321,7 @@ class MultiHeadAttention(nn.Module):
         if mask is not None and mask.dim() == 3:
             mask = mask[:, None]  # (batch, t_q, t_k) -> (batch, 1, t_q, t_k): the same for every head
         if padding_mask is not None:
-            if padding_mask.shape != (batch, t_k):
-                raise ValueError(f"padding_mask must be (batch, t_k) = {(batch, t_k)}, True at real tokens; got "
-                                 f"{tuple(padding_mask.shape)}.")
-            mask = combine_masks(mask, padding_mask.bool()[:, None, None, :])
+            mask = combine_masks(mask, _keep_mask(padding_mask, (batch, t_k))[:, None, None, :])
 
         want = need_weights or self.capture
         out, weights = scaled_dot_product_attention(q, k, v, mask, is_causal=is_causal, need_weights=want,

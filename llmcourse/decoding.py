@@ -19,12 +19,12 @@ otherwise the output is taken as logits. Taught in notebook 02; reused unchanged
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
+from . import checks
 from .protocols import Cacheable, is_stateful, scores
 from .protocols import max_context as model_context
 from .text import check_token_ids
@@ -42,9 +42,13 @@ __all__ = [
 
 
 def _check_logits(logits: Tensor) -> None:
-    if logits.dim() != 2:
-        raise ValueError(f"Decoding expects next-token logits of shape (batch, vocab), got {tuple(logits.shape)}; "
+    if not isinstance(logits, Tensor) or logits.dim() != 2:
+        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise ValueError(f"Decoding expects next-token logits of shape (batch, vocab), got {shape}; "
                          "take the last time step with logits[:, -1].")
+    if logits.dtype.is_floating_point and bool(torch.isnan(logits).any()):
+        raise FloatingPointError("The next-token logits hold NaN: the model's weights or its input went wrong "
+                                 "(a NaN has no largest value to pick, nor a probability to draw from).")
 
 
 def greedy(logits: Tensor) -> Tensor:
@@ -55,16 +59,14 @@ def greedy(logits: Tensor) -> Tensor:
 
 def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
     """Divide logits by ``temperature``: below 1 sharpens the distribution, above 1 flattens it."""
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be a positive number (use greedy() for temperature 0), got {temperature}.")
+    checks.number("temperature (0 is greedy(): no division)", temperature, low=0.0, low_open=True)
     return logits / temperature
 
 
 def top_k_filter(logits: Tensor, k: int) -> Tensor:
     """Keep the ``k`` largest logits of each row, set the others to ``-inf`` (ties at the k-th value kept)."""
     _check_logits(logits)
-    if k < 1:
-        raise ValueError(f"top_k must be at least 1, got {k}.")
+    checks.whole("top_k", k)
     if k >= logits.size(-1):
         return logits
     kth = torch.topk(logits, k, dim=-1).values[:, -1:]
@@ -75,8 +77,7 @@ def top_p_filter(logits: Tensor, p: float) -> Tensor:
     """Nucleus filtering: keep the smallest set of most likely tokens whose probabilities add up to at
     least ``p``, set the others to ``-inf``. The most likely token is always kept."""
     _check_logits(logits)
-    if not 0 < p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {p}.")
+    checks.probability("top_p", p, zero=False)
     if p >= 1:
         return logits
     sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
@@ -94,6 +95,7 @@ def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = No
     ``temperature=0`` is greedy decoding; otherwise temperature, then top-k, then top-p, then a draw.
     """
     _check_logits(logits)
+    checks.number("temperature", temperature, low=0.0)
     if temperature == 0:
         return greedy(logits)
     logits = apply_temperature(logits.float(), temperature)
@@ -145,8 +147,11 @@ def _check_cache_use(model: nn.Module, prompt_len: int, max_new_tokens: int, max
 def _prepared_prompt(model: nn.Module, prompt: Tensor, max_new_tokens: int, max_context: int | None,
                      use_cache: bool) -> tuple[Tensor, bool, int | None]:
     """The prompt checked, as ``(batch, time)`` on the model's device; whether it was 1-D; the window."""
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}.")
+    checks.whole("max_new_tokens", max_new_tokens, least=0)
+    checks.whole("max_context", max_context, least=1, none=True)
+    if not isinstance(prompt, Tensor):
+        raise TypeError(f"The prompt must be a tensor of token ids, (time,) or (batch, time); got "
+                        f"{type(prompt).__name__}. Build it with torch.tensor(ids, dtype=torch.long).")
     squeeze = prompt.dim() == 1
     ids = prompt.unsqueeze(0) if squeeze else prompt
     if ids.dim() != 2 or ids.size(1) == 0:

@@ -11,13 +11,14 @@ what `peft` computes on the same weights.
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
+
+from . import checks
 
 __all__ = ["TARGET_MODULES", "lora_forward", "merged_weight", "add_lora", "trainable_parameters",
            "training_state_bytes", "finetune"]
@@ -28,10 +29,8 @@ TARGET_MODULES = ("query", "value")
 
 
 def _check_rank(r: Any, alpha: Any) -> None:
-    if not isinstance(r, int) or isinstance(r, bool) or r < 1:
-        raise ValueError(f"r={r!r}: LoRA's rank is a whole number >= 1 (4, 8 and 16 are usual).")
-    if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha > 0):
-        raise ValueError(f"alpha={alpha!r}: give a positive number (the update is scaled by alpha / r).")
+    checks.whole("r (LoRA's rank: 4, 8 and 16 are usual)", r)
+    checks.number("alpha (the update is scaled by alpha / r)", alpha, low=0.0, low_open=True)
 
 
 def lora_forward(x: Tensor, weight: Tensor, bias: Tensor | None, A: Tensor, B: Tensor, *, alpha: float,
@@ -63,6 +62,9 @@ def add_lora(model: nn.Module, *, r: int = 8, alpha: float = 16, dropout: float 
     from peft import LoraConfig, TaskType, get_peft_model
 
     _check_rank(r, alpha)
+    checks.probability("dropout", dropout, one=False)
+    target_modules = checks.listed("target_modules", target_modules, strings=True)
+    checks.no_merged_adapters(model, "add_lora")
     names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, nn.Linear)}
     missing = [t for t in target_modules if t not in names]
     if missing or not target_modules:
@@ -107,6 +109,7 @@ def finetune(recipe, tokenizer, data, *, output_dir: str | None = None, **overri
     from .finetune import compute_metrics
 
     model = recipe.model()
+    checks.no_merged_adapters(model, "finetune")
     trainable, total = trainable_parameters(model)
     args = recipe.trainer_arguments(output_dir, **({"save_strategy": "no", "load_best_model_at_end": False}
                                                    | overrides))

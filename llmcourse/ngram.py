@@ -51,6 +51,7 @@ from typing import Sequence
 
 import numpy as np
 
+from . import checks
 from .files import atomic_write
 from .text import Vocab, build_vocab_from_iterator
 
@@ -448,8 +449,8 @@ class NGramLM:
         ``P(w | context) ** (1 / temperature)``, reproducibly for a given ``seed``. Stops after
         ``stop`` (the end of a line) or ``max_tokens`` words; returns the new words only.
         """
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0 (use greedy=True for the arg-max); got {temperature}.")
+        checks.whole("max_tokens", max_tokens, least=0)
+        checks.number("temperature (greedy=True for the arg-max)", temperature, low=0.0, low_open=True)
         rng = np.random.default_rng(seed)
         history = [BOS] if context is None else (context.split() if isinstance(context, str) else list(context))
         out: list[str] = []

@@ -59,9 +59,28 @@ def load_causal_lm(name: str = DEFAULT_CAUSAL_LM, *, device: torch.device | str 
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelNotFound(f"Could not load {name!r}: {first}") from None
+    _check_causal(name, model, tokenizer)
     if name in LICENCES:
         print(f"{name}: licence {LICENCES[name]}")
     return model.to(get_device(device)).eval(), tokenizer
+
+
+# model types that are encoders: AutoModelForCausalLM gives them an LM head, but each position sees the word it
+# would predict, so they cannot be scored or sampled as causal language models
+_ENCODERS = {"bert", "roberta", "xlm-roberta", "distilbert", "electra", "camembert", "albert", "deberta",
+             "deberta-v2", "mpnet", "modernbert"}
+
+
+def _check_causal(name: str, model: nn.Module, tokenizer) -> None:
+    """The wrong model, said at once: an encoder loaded as a causal LM, a folder whose tokenizer encodes nothing."""
+    config = model.config
+    if config.model_type in _ENCODERS and not getattr(config, "is_decoder", False):
+        raise ModelNotFound(f"{name!r} is a {config.model_type} encoder: every position sees the whole text, the "
+                            "word it would predict included, so it cannot be scored or sampled as a causal language "
+                            "model. Load a decoder (gpt2, a Llama) instead.")
+    if len(tokenizer) == 0 or not tokenizer("the cat").input_ids:
+        raise ModelNotFound(f"{name!r} has no usable tokenizer (it encodes text to nothing): save the tokenizer with "
+                            "the model (tokenizer.save_pretrained(folder)) or load it from its hub name.")
 
 
 def try_load_causal_lm(name: str = DEFAULT_CAUSAL_LM, **kwargs):

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from . import checks
 from .config import cache_dir, is_quick, machine
 from .files import read_json_rows, update_json_rows
 
@@ -59,18 +60,36 @@ def record(model: str, *, valid_ppl: float, test_ppl: float, train_seconds: floa
 
     Safe with many processes recording at once (a workshop): the table is updated under a file lock.
     """
+    _check_name(model)
     for name, value in (("valid_ppl", valid_ppl), ("test_ppl", test_ppl)):
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 1):
-            raise ValueError(f"{name}={value!r} for {model!r}: a perplexity is a finite number >= 1 "
-                             "(check the evaluation that produced it).")
-    if train_seconds is not None and not (math.isfinite(train_seconds) and train_seconds >= 0):
-        raise ValueError(f"train_seconds={train_seconds!r} for {model!r}: give a finite number >= 0, or None.")
+        checks.number(f"{name} of {model!r} (a perplexity)", value, low=1.0)
+    checks.number(f"train_seconds of {model!r}", train_seconds, low=0.0, none=True)
+    _check_extra(model, extra)
     path = path or results_path()
     row = {"model": model, "valid_ppl": float(valid_ppl), "test_ppl": float(test_ppl),
            "train_seconds": train_seconds, "notebook": notebook, "mode": current_mode(), "machine": machine(),
            "recorded": time.strftime("%Y-%m-%d %H:%M"), **extra}
     update_json_rows(path, row, same=lambda r: (r["model"], r.get("mode")))
     return row
+
+
+def _check_name(model: Any) -> None:
+    if not isinstance(model, str) or not model.strip():
+        raise ValueError(f"model={model!r}: name the model (a non-empty string such as 'LSTM 2x256'): rows are "
+                         "replaced by name, and a table with a blank name cannot say what was measured.")
+
+
+def _check_extra(model: str, extra: dict) -> None:
+    """Extra columns: numbers finite and not booleans (True would be written as 1.0 by a plot), JSON-readable."""
+    for key, value in extra.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{key}={value!r} for {model!r}: a measured number must be finite (NaN or infinity "
+                             "would be written into the table as if measured); leave the column out instead.")
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{key}={value!r} for {model!r}: the table holds JSON values (numbers, strings, lists, "
+                            f"dicts) only ({exc}).") from None
 
 
 def reference_rows(kind: str | None = None) -> dict[str, dict]:
@@ -197,9 +216,10 @@ def record_compute(model: str, *, train_seconds: float, train_flops: float | Non
     Every notebook that trains a model records one, beside its results row; ``train_flops`` is None
     for a model that counts instead of computing (an n-gram model).
     """
-    for name, value in (("train_seconds", train_seconds), ("train_flops", train_flops)):
-        if value is not None and not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"{name}={value!r} for {model!r}: give a finite number >= 0 (or None for no FLOPs).")
+    _check_name(model)
+    checks.number(f"train_seconds of {model!r}", train_seconds, low=0.0)
+    checks.number(f"train_flops of {model!r} (None for a model that counts)", train_flops, low=0.0, none=True)
+    _check_extra(model, extra)
     path = path or compute_path()
     row = {"model": model, "train_seconds": float(train_seconds),
            "train_flops": None if train_flops is None else float(train_flops), "notebook": notebook,

@@ -20,6 +20,7 @@ Kaplan et al.'s count), compute ``C`` is the training FLOPs measured on one real
 from __future__ import annotations
 
 import math
+import warnings
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from .transformer import TransformerConfig, TransformerLM
 __all__ = ["SweepSize", "Sweep", "SWEEPS", "PUBLISHED", "sweep_for", "non_embedding_parameters", "sweep_recipe",
            "flops_per_token",
            "SweepResult", "run_sweep", "PowerLaw", "fit_power_law", "fit_proportional", "compute_frontier",
-           "compute_optimal", "ClozeItem", "cloze_items", "cloze_accuracy", "cloze_chance"]
+           "compute_optimal", "FitWarning", "ClozeItem", "cloze_items", "cloze_accuracy", "cloze_chance"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -256,7 +257,28 @@ def _check_xy(x: Any, y: Any, least: int) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("x and y must be finite numbers (a NaN or inf loss means a run diverged: drop it).")
     if np.any(x <= 0) or np.any(y <= 0):
         raise ValueError("a power law needs x > 0 and y > 0 (parameters, compute and losses are positive).")
+    if least > 1 and np.all(x == x[0]):
+        raise ValueError(f"every x is {x[0]:g}: a law of x needs points at different x (different sizes or budgets).")
     return x, y
+
+
+class FitWarning(UserWarning):
+    """A fit that ran but cannot be trusted as it stands: the message says why."""
+
+
+def _warn_fit(x: np.ndarray, y: np.ndarray, n_params: int, slope: float) -> None:
+    """Warn, naming the reason, where a power-law fit says little: too few points, losses that do not fall."""
+    if x.size < n_params + 2:
+        warnings.warn(f"{n_params} parameters fitted to {x.size} points: the curve can pass through almost any "
+                      "such points, so its exponent means little. Measure more sizes or budgets.", FitWarning,
+                      stacklevel=3)
+    if y.max() - y.min() <= 1e-9 * y.max():
+        warnings.warn(f"the losses are all {y[0]:.6g}: they do not change with x, so no power law can be read "
+                      "from them (its terms are arbitrary).", FitWarning, stacklevel=3)
+    elif slope > 0:
+        warnings.warn("the losses rise with x: a falling power law cannot fit them, and the exponent is pushed to "
+                      "its bound of 0. Look at the runs (did the larger ones train long enough?).", FitWarning,
+                      stacklevel=3)
 
 
 def fit_power_law(x: Any, y: Any, *, irreducible: bool = True) -> PowerLaw:
@@ -270,6 +292,7 @@ def fit_power_law(x: Any, y: Any, *, irreducible: bool = True) -> PowerLaw:
     scale = float(np.exp(np.mean(np.log(x))))
     u = np.log(x / scale)
     slope, intercept = np.polyfit(u, np.log(y), 1)
+    _warn_fit(x, y, 3 if irreducible else 2, slope)
     if not irreducible:
         return PowerLaw(0.0, float(np.exp(intercept)), float(-slope), scale)
 
@@ -277,8 +300,14 @@ def fit_power_law(x: Any, y: Any, *, irreducible: bool = True) -> PowerLaw:
         return np.log(e + np.exp(log_a - alpha * u))
 
     start = (0.5 * y.min(), math.log(max(y.mean() - 0.5 * y.min(), 1e-12)), max(-slope, 1e-3) * 2)
-    (e, log_a, alpha), _ = curve_fit(log_law, u, np.log(y), p0=start, maxfev=20_000,
-                                     bounds=([0.0, -50.0, 0.0], [y.min() * (1 - 1e-9), 50.0, 10.0]))
+    low, high = [0.0, -50.0, 0.0], [y.min() * (1 - 1e-9), 50.0, 10.0]
+    (e, log_a, alpha), _ = curve_fit(log_law, u, np.log(y), p0=start, maxfev=20_000, bounds=(low, high))
+    at_bound = [f"{name}={value:.4g}" for name, value, lo, hi in zip(("e", "log a", "alpha"), (e, log_a, alpha), low,
+                                                                     high) if min(value - lo, hi - value) <= 1e-6 * (hi - lo)]
+    if at_bound:
+        warnings.warn(f"the fit stopped at a bound ({', '.join(at_bound)}): the best curve lies outside what the law "
+                      "allows (e in [0, min loss), alpha in [0, 10]), so its terms are not estimates.", FitWarning,
+                      stacklevel=2)
     return PowerLaw(float(e), float(np.exp(log_a)), float(alpha), scale)
 
 
@@ -311,6 +340,11 @@ def compute_optimal(rows: Sequence[dict], budgets: Any | None = None, points: in
     ``flops``, ``size``, ``params``, ``loss``, ``candidates`` (how many sizes span it)."""
     by_size: dict[str, list[dict]] = {}
     for r in rows:
+        if not (isinstance(r.get("flops"), (int, float)) and math.isfinite(r["flops"]) and r["flops"] > 0
+                and isinstance(r.get("valid_loss"), (int, float)) and math.isfinite(r["valid_loss"])):
+            raise ValueError(f"the run of {r.get('size')!r} at {r.get('flops')!r} FLOPs has valid_loss="
+                             f"{r.get('valid_loss')!r}: every run needs a positive finite compute and a finite loss "
+                             "(a NaN loss means it diverged: drop it, or run it again with a lower learning rate).")
         by_size.setdefault(r["size"], []).append(r)
     if len(by_size) < 2:
         raise ValueError("compute_optimal needs the runs of two or more sizes.")
@@ -326,8 +360,11 @@ def compute_optimal(rows: Sequence[dict], budgets: Any | None = None, points: in
         if not lo < hi:
             raise ValueError("no compute budget is spanned by two sizes' runs: widen the token budgets.")
         budgets = np.exp(np.linspace(lo, hi, points))
+    budgets = np.asarray(budgets, dtype=float).ravel()
+    if budgets.size == 0 or not (np.all(np.isfinite(budgets)) and np.all(budgets > 0)):
+        raise ValueError(f"budgets={budgets.tolist()}: give positive, finite compute budgets in FLOPs.")
     out = []
-    for c in np.asarray(budgets, dtype=float):
+    for c in budgets:
         logc, best = math.log(c), None
         candidates = 0
         for name, (lc, loss, params) in curves.items():

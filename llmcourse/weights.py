@@ -125,10 +125,17 @@ def _load(loader: Callable, name: str | None, what: str, **kwargs):
 
 
 def load_tokenizer(name: str | None = None):
-    """The checkpoint's WordPiece tokenizer (a fast ``PreTrainedTokenizer``)."""
+    """The checkpoint's WordPiece tokenizer (a fast ``PreTrainedTokenizer``); a tokenizer of another family
+    (GPT-2's, which has no ``[CLS]``, ``[SEP]`` or ``[MASK]``) is an error naming the folder."""
     from transformers import AutoTokenizer
 
-    return _load(AutoTokenizer.from_pretrained, name, "tokenizer")
+    tokenizer = _load(AutoTokenizer.from_pretrained, name, "tokenizer")
+    missing = [t for t in ("cls_token", "sep_token", "mask_token", "pad_token") if getattr(tokenizer, t, None) is None]
+    if len(tokenizer) == 0 or missing:
+        raise ModelNotFound(f"The tokenizer of {resolve_model(name)!r} is not a BERT tokenizer: it has "
+                            f"{len(tokenizer):,} tokens and no {', '.join(missing) or 'tokens'}. Point "
+                            f"{ENV_MODEL} (or name=) at a BERT-family checkpoint such as bert-base-uncased.")
+    return tokenizer
 
 
 def load_encoder(name: str | None = None):
