@@ -249,7 +249,9 @@ def test_multihead_attention_errors_and_dropout():
     with pytest.raises(ValueError, match="Feature sizes"):
         mha(torch.randn(2, 5, 6))
     with pytest.raises(ValueError, match="padding_mask"):
-        mha(torch.randn(2, 5, 8), padding_mask=torch.ones(2, 4))
+        mha(torch.randn(2, 5, 8), padding_mask=torch.ones(2, 4, dtype=torch.bool))
+    with pytest.raises(TypeError, match="padding_mask must be boolean"):
+        mha(torch.randn(2, 5, 8), padding_mask=torch.ones(2, 5))
     with pytest.raises(ValueError, match="fully masked"):
         mha(torch.randn(2, 3, 8), padding_mask=torch.tensor([[1, 1, 1], [0, 0, 0]]))
     drop = MultiHeadAttention(8, 2, dropout=0.5)

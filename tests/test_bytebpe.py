@@ -384,6 +384,20 @@ def test_a_merge_list_that_cannot_be_numbered_is_refused():
         ByteBPETokenizer([("a",)])
 
 
+def resealed(text: str) -> str:
+    """A file edited by hand *and* sealed again (its recorded sha256 made to fit): the loader's own checks must
+    still refuse what it cannot be (the seal alone refuses any edit, tests/test_nothing_silent.py)."""
+    from llmcourse.files import SEAL, content_sha256
+
+    try:
+        state = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    if isinstance(state, dict) and SEAL in state:
+        state[SEAL] = content_sha256(state)
+    return json.dumps(state, ensure_ascii=False)
+
+
 @pytest.mark.parametrize("damage,message", [
     (lambda text: text[: len(text) // 2], "not a readable byte-level BPE tokenizer"),
     (lambda text: json.dumps({"merges": []}), "no \"format\""),
@@ -392,7 +406,7 @@ def test_a_merge_list_that_cannot_be_numbered_is_refused():
 ])
 def test_a_damaged_file_is_a_clear_error(small, tmp_path, damage, message):
     path = small.save(tmp_path / "tok.json")
-    path.write_text(damage(path.read_text(encoding="utf-8")), encoding="utf-8")
+    path.write_text(resealed(damage(path.read_text(encoding="utf-8"))), encoding="utf-8")
     with pytest.raises(ValueError, match=message) as info:
         ByteBPETokenizer.load(path)
     assert str(path) in str(info.value)

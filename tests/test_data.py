@@ -299,10 +299,12 @@ def test_streams_and_windows_refuse_what_would_go_wrong_silently():
         batchify(list(range(100)), 4)
     with pytest.raises(TypeError, match=r"batchify takes integer token ids \(torch.long\); got dtype torch.float32"):
         batchify(stream.float(), 4)
-    for bad in (0, -2, 2.5):
-        with pytest.raises(ValueError, match=f"batch_size={bad}: give a whole number"):
+    for bad in (0, -2):
+        with pytest.raises(ValueError, match=f"batch_size={bad}: give a whole number >= 1"):
             batchify(stream, bad)
-    with pytest.raises(ValueError, match="bptt=0, give a whole number of tokens >= 1"):
+    with pytest.raises(TypeError, match=r"batch_size=2.5: give a whole number"):
+        batchify(stream, 2.5)
+    with pytest.raises(ValueError, match="bptt=0: give a whole number >= 1"):
         BPTTIterator(batchify(stream, 4), 0)
     with pytest.raises(ValueError, match="bptt=0"):
         get_batch(batchify(stream, 4), 0, 0)

@@ -141,7 +141,10 @@ def test_the_data_sets_travel_through_the_kit_checked(shared_data, monkeypatch, 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     tampered = kit / "data" / "sst2/SST-2/dev.tsv"
     original = tampered.read_bytes()
-    tampered.write_bytes(original.replace(b"\t1\n", b"\t0\n", 1))  # one label changed: the rows still count
+    tampered.write_bytes(original.replace(b"\t1\n", b"\t0\n", 1))  # one label changed: the label counts say so
+    with pytest.raises(data.DataError, match="dev.tsv is incomplete or corrupted: it has 429 negative"):
+        data.import_folder(kit / "data", sums)
+    tampered.write_bytes(original.replace(b" film ", b" flim ", 1))  # one word changed: rows and labels agree
     with pytest.raises(data.DataError, match="dev.tsv has been changed since it was staged"):
         data.import_folder(kit / "data", sums)
     assert not (tmp_path / "cache").exists()  # everything is checked before anything is copied

@@ -78,7 +78,7 @@ def test_vocab_save_and_load(tmp_path):
     path = v.save(tmp_path / "vocab.json")
     assert Vocab.load(path) == v and Vocab.load(path)["never seen"] == 0
     (tmp_path / "bad.json").write_text("[1, 2]")
-    with pytest.raises(ValueError, match="not a vocabulary"):
+    with pytest.raises(ValueError, match="bad.json is not a readable vocabulary"):
         Vocab.load(tmp_path / "bad.json")
 
 
