@@ -27,31 +27,34 @@ def _is_whole(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def whole(name: str, value: Any, *, least: int = 1, none: bool = False) -> int | None:
-    """A whole number ``>= least`` (``None`` too where ``none``): a count, a size, a number of steps."""
+def whole(name: str, value: Any, *, least: int = 1, none: bool = False, hint: str = "") -> int | None:
+    """A whole number ``>= least`` (``None`` too where ``none``): a count, a size, a number of steps. ``hint``
+    ends the message (what the argument is, what is usual)."""
     if value is None and none:
         return None
+    end = (", or None" if none else "") + (f" ({hint})" if hint else "") + "."
     if not _is_whole(value):
         if isinstance(value, float) and value.is_integer():
-            raise TypeError(f"{name}={value!r}: give a whole number (an int, {int(value)}), not a float.")
-        raise TypeError(f"{name}={value!r}: give a whole number >= {least}" + (", or None." if none else "."))
+            raise TypeError(f"{name}={value!r}: give a whole number (an int, {int(value)}), not a float{end}")
+        raise TypeError(f"{name}={value!r}: give a whole number >= {least}{end}")
     if value < least:
-        raise ValueError(f"{name}={value!r}: give a whole number >= {least}" + (", or None." if none else "."))
+        raise ValueError(f"{name}={value!r}: give a whole number >= {least}{end}")
     return int(value)
 
 
 def number(name: str, value: Any, *, low: float | None = None, high: float | None = None,
-           low_open: bool = False, high_open: bool = False, none: bool = False) -> float | None:
+           low_open: bool = False, high_open: bool = False, none: bool = False, hint: str = "") -> float | None:
     """A finite real number in ``[low, high]`` (an end is left out with ``low_open`` / ``high_open``)."""
     if value is None and none:
         return None
     span = _span(low, high, low_open, high_open)
+    end = (", or None" if none else "") + (f" ({hint})" if hint else "") + "."
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}={value!r}: give a number{span}" + (", or None." if none else "."))
+        raise TypeError(f"{name}={value!r}: give a number{span}{end}")
     value = float(value)
     if not math.isfinite(value) or (low is not None and (value < low or (low_open and value == low))) or (
             high is not None and (value > high or (high_open and value == high))):
-        raise ValueError(f"{name}={value!r}: give a finite number{span}" + (", or None." if none else "."))
+        raise ValueError(f"{name}={value!r}: give a finite number{span}{end}")
     return value
 
 
@@ -67,9 +70,10 @@ def _span(low: float | None, high: float | None, low_open: bool, high_open: bool
     return ""
 
 
-def probability(name: str, value: Any, *, zero: bool = True, one: bool = True, none: bool = False) -> float | None:
+def probability(name: str, value: Any, *, zero: bool = True, one: bool = True, none: bool = False,
+                hint: str = "") -> float | None:
     """A probability: a number in ``[0, 1]``, an end left out where ``zero`` or ``one`` is False."""
-    return number(name, value, low=0.0, high=1.0, low_open=not zero, high_open=not one, none=none)
+    return number(name, value, low=0.0, high=1.0, low_open=not zero, high_open=not one, none=none, hint=hint)
 
 
 def token_ids(who: str, ids: Any, vocab_size: int | None = None) -> Tensor:

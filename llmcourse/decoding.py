@@ -59,7 +59,7 @@ def greedy(logits: Tensor) -> Tensor:
 
 def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
     """Divide logits by ``temperature``: below 1 sharpens the distribution, above 1 flattens it."""
-    checks.number("temperature (0 is greedy(): no division)", temperature, low=0.0, low_open=True)
+    checks.number("temperature", temperature, low=0.0, low_open=True, hint="for 0, call greedy()")
     return logits / temperature
 
 

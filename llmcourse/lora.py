@@ -29,8 +29,8 @@ TARGET_MODULES = ("query", "value")
 
 
 def _check_rank(r: Any, alpha: Any) -> None:
-    checks.whole("r (LoRA's rank: 4, 8 and 16 are usual)", r)
-    checks.number("alpha (the update is scaled by alpha / r)", alpha, low=0.0, low_open=True)
+    checks.whole("r", r, hint="LoRA's rank: 4, 8 and 16 are usual")
+    checks.number("alpha", alpha, low=0.0, low_open=True, hint="the update is scaled by alpha / r")
 
 
 def lora_forward(x: Tensor, weight: Tensor, bias: Tensor | None, A: Tensor, B: Tensor, *, alpha: float,

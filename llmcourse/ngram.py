@@ -450,7 +450,7 @@ class NGramLM:
         ``stop`` (the end of a line) or ``max_tokens`` words; returns the new words only.
         """
         checks.whole("max_tokens", max_tokens, least=0)
-        checks.number("temperature (greedy=True for the arg-max)", temperature, low=0.0, low_open=True)
+        checks.number("temperature", temperature, low=0.0, low_open=True, hint="greedy=True takes the arg-max")
         rng = np.random.default_rng(seed)
         history = [BOS] if context is None else (context.split() if isinstance(context, str) else list(context))
         out: list[str] = []

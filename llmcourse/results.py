@@ -62,8 +62,8 @@ def record(model: str, *, valid_ppl: float, test_ppl: float, train_seconds: floa
     """
     _check_name(model)
     for name, value in (("valid_ppl", valid_ppl), ("test_ppl", test_ppl)):
-        checks.number(f"{name} of {model!r} (a perplexity)", value, low=1.0)
-    checks.number(f"train_seconds of {model!r}", train_seconds, low=0.0, none=True)
+        checks.number(name, value, low=1.0, hint=f"a perplexity, of {model!r}")
+    checks.number("train_seconds", train_seconds, low=0.0, none=True, hint=f"of {model!r}")
     _check_extra(model, extra)
     path = path or results_path()
     row = {"model": model, "valid_ppl": float(valid_ppl), "test_ppl": float(test_ppl),
@@ -217,8 +217,8 @@ def record_compute(model: str, *, train_seconds: float, train_flops: float | Non
     for a model that counts instead of computing (an n-gram model).
     """
     _check_name(model)
-    checks.number(f"train_seconds of {model!r}", train_seconds, low=0.0)
-    checks.number(f"train_flops of {model!r} (None for a model that counts)", train_flops, low=0.0, none=True)
+    checks.number("train_seconds", train_seconds, low=0.0, hint=f"of {model!r}")
+    checks.number("train_flops", train_flops, low=0.0, none=True, hint=f"of {model!r}; None for a model that counts")
     _check_extra(model, extra)
     path = path or compute_path()
     row = {"model": model, "train_seconds": float(train_seconds),
