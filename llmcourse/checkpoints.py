@@ -82,7 +82,12 @@ def load_checkpoint(directory: str | os.PathLike, model: nn.Module | None = None
         cls = getattr(importlib.import_module(module_name), class_name)
         if saved_config is None or not hasattr(cls, "config_class"):
             raise ValueError(f"{model_class} has no config dataclass to rebuild it from.")
-        model = cls(cls.config_class(**_current_names(cls.config_class, saved_config)))
+        try:
+            config = cls.config_class(**_current_names(cls.config_class, saved_config))
+        except (TypeError, ValueError) as exc:  # a field this llmcourse does not know, a value it refuses
+            raise ValueError(f"{directory / CONFIG} does not describe a {class_name} this llmcourse can build "
+                             f"({exc}): was it saved by another version, or edited? {damaged}") from None
+        model = cls(config)
     else:
         _check_same_model(directory, model, model_class, saved_config)
     try:

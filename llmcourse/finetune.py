@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import checks
+
 __all__ = [
     "sst2_datasets",
     "accuracy_f1",
@@ -100,6 +102,7 @@ def training_arguments(output_dir: str | os.PathLike | None = None, **overrides)
     from transformers import TrainingArguments
 
     output_dir = output_dir or tempfile.mkdtemp(prefix="llmcourse-bert-")
+    checks.writable_dir("output_dir", output_dir)  # now, not at the first checkpoint after minutes of training
     args: dict[str, Any] = dict(
         output_dir=str(output_dir), learning_rate=1e-4, per_device_train_batch_size=32,
         per_device_eval_batch_size=128, num_train_epochs=1, warmup_steps=0.1, weight_decay=0.01,

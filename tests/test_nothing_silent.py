@@ -240,6 +240,27 @@ def test_a_checkpoint_config_edited_by_hand_is_refused_naming_the_file(tmp_path)
         load_checkpoint(tmp_path)
 
 
+def test_a_checkpoint_config_with_a_field_this_version_lacks_names_the_file(tmp_path):
+    from llmcourse.files import write_json
+
+    save_checkpoint(tiny(), tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    meta["config"]["n_experts"] = 8  # written by another version: sealed, so only the field is wrong
+    del meta["content_sha256"]
+    write_json(tmp_path / "config.json", meta, sealed=True)
+    with pytest.raises(ValueError, match=r"config.json does not describe a TransformerLM.*n_experts"):
+        load_checkpoint(tmp_path)
+
+
+def test_an_unwritable_trainer_output_folder_is_refused_before_training(tmp_path):
+    from llmcourse.finetune import training_arguments
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match="output_dir=.*cannot be written"):
+        training_arguments(blocker / "out")
+
+
 def test_a_truncated_checkpoint_names_the_file(tmp_path):
     save_checkpoint(tiny(), tmp_path)
     weights = tmp_path / "model.safetensors"
@@ -519,6 +540,9 @@ def test_training_a_lora_model_after_a_merge_is_refused_or_said(capsys):
     train(peft_model, batches(3), config=TrainConfig(progress=False))
     out = capsys.readouterr().out
     assert "parameters;" in out and "are frozen" in out  # only the adapters train, and the loop says so
+    merged = peft_model.merge_and_unload()  # the adapters gone, the base still frozen: nothing would train
+    with pytest.raises(ValueError, match="no trainable parameter.*merged"):
+        train(merged, batches(), config=TrainConfig(progress=False))
 
 
 def test_the_shared_checks_name_the_argument():
