@@ -45,3 +45,25 @@ def test_a_verdict_is_a_truth_value_that_a_notebook_does_not_print():
 
     assert MASK.check(_mask, verbose=False) and not MASK.check(lambda t: _mask(t).T, verbose=False)
     assert repr(Verdict(False)) == "Verdict(passed=False)" and Verdict(True)._ipython_display_() is None
+
+
+def test_a_forbidden_library_call_fails_the_check_and_is_put_back(capsys):
+    """The "do not call torch.softmax" rules are enforced: the checker fails an answer that calls one."""
+    import torch.nn.functional as F
+
+    from llmcourse.exercises import forbidding
+    from llmcourse.exercises.language_models import cross_entropy_exercise, softmax_exercise
+    from llmcourse.exercises.transformer_lm import rms_norm_exercise
+
+    original = torch.softmax
+    for answer in (lambda z: torch.softmax(z, -1), lambda z: z.softmax(-1), lambda z: F.softmax(z, -1)):
+        assert not softmax_exercise.check(answer)
+        assert "which this exercise asks you to write yourself" in capsys.readouterr().out
+    assert torch.softmax is original and torch.softmax(torch.zeros(2), 0).tolist() == [0.5, 0.5]  # put back
+    assert softmax_exercise.check(lambda z: torch.exp(z - z.max(-1, keepdim=True).values)
+                                  / torch.exp(z - z.max(-1, keepdim=True).values).sum(-1, keepdim=True))
+    assert not cross_entropy_exercise.check(lambda z, y: F.cross_entropy(z, y))
+    assert not rms_norm_exercise.check(lambda x, w, eps: F.rms_norm(x, (x.shape[-1],), w, eps))
+    for exercise in (softmax_exercise, cross_entropy_exercise, rms_norm_exercise):  # every name resolves
+        with forbidding(exercise.forbidden):
+            pass

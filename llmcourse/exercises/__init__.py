@@ -7,6 +7,8 @@ if not, on which input it went wrong. ``exercise.solution()`` prints one answer.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import inspect
 import math
 import textwrap
@@ -15,7 +17,48 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-__all__ = ["Exercise", "Verdict", "close", "type_problem"]
+__all__ = ["Exercise", "Verdict", "ForbiddenCall", "close", "type_problem", "forbidding"]
+
+
+class ForbiddenCall(RuntimeError):
+    """The learner's answer called a library function the exercise asks them to write themselves."""
+
+
+def _owner(dotted: str) -> tuple[Any, str]:
+    """``"torch.nn.functional.softmax"`` -> (the module ``torch.nn.functional``, ``"softmax"``);
+    ``"torch.Tensor.softmax"`` -> (the class ``torch.Tensor``, ``"softmax"``)."""
+    path, _, attr = dotted.rpartition(".")
+    parts = path.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for part in parts[i:]:
+            obj = getattr(obj, part)
+        return obj, attr
+    raise ValueError(f"cannot find {dotted!r}")
+
+
+@contextlib.contextmanager
+def forbidding(names: Sequence[str]):
+    """Inside the block, calling any of ``names`` (dotted: ``"torch.softmax"``, ``"torch.Tensor.softmax"``)
+    raises :class:`ForbiddenCall`; they are put back afterwards, whatever happens."""
+    saved = []
+    try:
+        for dotted in names:
+            owner, attr = _owner(dotted)
+            original = getattr(owner, attr)
+
+            def refuse(*args, _name=dotted, **kwargs):
+                raise ForbiddenCall(_name)
+
+            saved.append((owner, attr, original))
+            setattr(owner, attr, refuse)
+        yield
+    finally:
+        for owner, attr, original in reversed(saved):
+            setattr(owner, attr, original)
 
 
 def close(a: Any, b: Any, rel: float = 1e-6, abs_: float = 1e-9) -> bool:
@@ -80,6 +123,7 @@ class Exercise:
     solution_fn: Callable
     cases: Sequence[tuple] = field(default_factory=list)
     hint_text: str = ""
+    forbidden: Sequence[str] = ()  # library functions the answer must not call (it is asked to write them)
 
     def __repr__(self) -> str:
         return f"Exercise: {self.title}\n\n{textwrap.dedent(self.task).strip()}"
@@ -92,7 +136,11 @@ class Exercise:
         for args in self.cases:
             expected = self.solution_fn(*args)
             try:
-                got = answer(*args)
+                with forbidding(self.forbidden):
+                    got = answer(*args)
+            except ForbiddenCall as exc:
+                return self._say(False, verbose, f"it calls {exc}, which this exercise asks you to write yourself "
+                                 f"(not allowed here: {', '.join(self.forbidden)}).")
             except NotImplementedError:
                 return self._say(False, verbose, "not written yet: fill in the function, then run this cell again.")
             except Exception as exc:  # the learner's code failing is an answer to report, not a crash

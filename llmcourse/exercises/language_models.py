@@ -56,6 +56,7 @@ softmax_exercise = Exercise(
     """,
     solution_fn=_softmax_solution,
     cases=_softmax_cases(),
+    forbidden=("torch.softmax", "torch.Tensor.softmax", "torch.nn.functional.softmax", "torch.special.softmax"),
     hint_text="softmax(z) = softmax(z - c) for any c: subtract each row's own maximum "
               "(z.max(dim=-1, keepdim=True).values) before exp, and sum over dim=-1 with keepdim=True.",
 )
@@ -90,6 +91,8 @@ cross_entropy_exercise = Exercise(
     """,
     solution_fn=_cross_entropy_solution,
     cases=_cross_entropy_cases(),
+    forbidden=("torch.nn.functional.cross_entropy", "torch.nn.functional.nll_loss", "torch.nn.functional.log_softmax",
+               "torch.log_softmax", "torch.Tensor.log_softmax", "torch.logsumexp", "torch.Tensor.logsumexp"),
     hint_text="-log softmax(z)[y] = log(sum_j exp z_j) - z_y; compute the log-sum-exp with the row's maximum "
               "subtracted and added back. Keep the rows where targets != -100 first, then take the mean.",
 )

@@ -109,6 +109,7 @@ rms_norm_exercise = Exercise(
     """,
     solution_fn=_rms_norm_solution,
     cases=_rms_norm_cases(),
+    forbidden=("torch.nn.functional.rms_norm", "torch.rms_norm", "torch.nn.RMSNorm"),
     hint_text="x.pow(2).mean(dim=-1, keepdim=True) is each vector's mean square, kept as a column so that it "
               "broadcasts; add eps inside the square root; multiply by weight last. Unlike layer_norm, no "
               "mean is subtracted.",
