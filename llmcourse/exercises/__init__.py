@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-__all__ = ["Exercise", "Verdict", "ForbiddenCall", "close", "type_problem", "forbidding"]
+__all__ = ["Exercise", "Verdict", "ForbiddenCall", "close", "type_problem", "forbidding", "imported_forbidden"]
 
 
 class ForbiddenCall(RuntimeError):
@@ -38,6 +38,29 @@ def _owner(dotted: str) -> tuple[Any, str]:
             obj = getattr(obj, part)
         return obj, attr
     raise ValueError(f"cannot find {dotted!r}")
+
+
+def _names_used(code) -> set[str]:
+    """Every global name a function's code (and the code nested in it) reads."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if inspect.iscode(const):
+            names |= _names_used(const)
+    return names
+
+
+def imported_forbidden(answer: Callable, names: Sequence[str]) -> str | None:
+    """The forbidden function ``answer`` reaches through a name imported before the check (``from torch import
+    softmax``), which patching the library cannot catch; None if it reaches none."""
+    code, scope = getattr(answer, "__code__", None), getattr(answer, "__globals__", {})
+    if code is None:
+        return None
+    for dotted in names:
+        owner, attr = _owner(dotted)
+        target = getattr(owner, attr)
+        if any(scope.get(n) is target for n in _names_used(code)):
+            return dotted
+    return None
 
 
 @contextlib.contextmanager
@@ -133,6 +156,10 @@ class Exercise:
 
     def check(self, answer: Callable, verbose: bool = True) -> Verdict:
         """Run ``answer`` on every case and compare with the solution; print what went wrong, if anything."""
+        imported = imported_forbidden(answer, self.forbidden)
+        if imported:
+            return self._say(False, verbose, f"it calls {imported}, which this exercise asks you to write yourself "
+                             f"(not allowed here: {', '.join(self.forbidden)}).")
         for args in self.cases:
             expected = self.solution_fn(*args)
             try:
