@@ -22,11 +22,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks._common import save, stamp  # noqa: E402
+from _common import save, stamp  # noqa: E402  (benchmarks/_common.py)
 from llmcourse import attention, bpe, bytebpe, checkpoints, data, decoding, lm, ngram, results, scaling, text  # noqa: E402
 from llmcourse.rnn import RNNConfig  # noqa: E402
 from llmcourse.training import TrainConfig, evaluate, train  # noqa: E402
@@ -246,7 +247,12 @@ def run(tmp: Path) -> list[dict]:
     return rows
 
 
-def main() -> dict:
+def main(argv: list[str] | None = None) -> dict:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Bad inputs to the notebooks' public functions, and what each gets.")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bad_inputs.json")
+    args = parser.parse_args(argv)
     data_folder = os.environ.get("LLMCOURSE_DATA")
     with tempfile.TemporaryDirectory() as tmp:
         rows = run(Path(tmp))
@@ -258,7 +264,7 @@ def main() -> dict:
     print(f"{len(rows)} probes: {counts}; messages naming what was wrong: {sum(bool(r['names_it']) for r in rows)} "
           f"of {sum(r['names_it'] is not None for r in rows)}")
     result = stamp("bad_inputs") | {"counts": counts, "probes": rows}
-    save(result, ROOT / "benchmarks" / "results" / "bad_inputs.json", echo=False)
+    save(result, args.out, echo=False)
     return result
 
 
