@@ -39,6 +39,7 @@ One concept, one module (and one notebook):
 ``llmcourse.widgets``     the interactive explorers (ipywidgets)
 ``llmcourse.cost``        timing harnesses (03); a model's training FLOPs counted on one step (05)
 ``llmcourse.scaling``     a sweep of sizes and budgets, fitted power laws, a probe (07)
+``llmcourse.privacy``     planted canaries, their exposure and their extraction (The Secret Sharer)
 ``llmcourse.lora``        LoRA from its formula and with peft, against full fine-tuning (07)
 ``llmcourse.pretrained``  a pretrained GPT-2 where the network allows, scored per word (07)
 ``llmcourse.distributed`` the one training loop on several processes (torchrun, DDP) (07)
