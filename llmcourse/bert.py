@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import checks
 from .attention import MultiHeadAttention
 from .weights import (DEFAULT_MODEL, ENV_MODEL, GPU_MODEL, LICENCES, ModelChoice, ModelNotFound,  # noqa: F401
                       choose_model, load_classifier, load_encoder, load_tokenizer, missing_mlm_head, resolve_model)
@@ -52,6 +53,11 @@ __all__ = [
     "BertConfig",
     "BertEncoder",
     "BertForMaskedLM",
+    "mlm_from_pretrained",
+    "masked_features",
+    "train_mlm_head",
+    "fill_mask_accuracy",
+    "frequency_baseline",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -329,3 +335,81 @@ class BertForMaskedLM(nn.Module):
         top = self.logits(hidden[0, where]).topk(k, dim=-1).indices
         self.train(was)
         return [tokenizer.convert_ids_to_tokens(row.tolist()) for row in top]
+
+
+# --------------------------------------------------------------------------------------------
+# Filling masks with a pretrained encoder: a new MLM head trained on its frozen features
+# --------------------------------------------------------------------------------------------
+def mlm_from_pretrained(name: str | None = None) -> BertForMaskedLM:
+    """A :class:`BertForMaskedLM` whose encoder is the pretrained checkpoint's (``name`` as in
+    :func:`resolve_model`), frozen, and whose head is new: all-MiniLM-L6-v2 ships no masked-LM head
+    (:func:`missing_mlm_head`), so it cannot fill a mask until one is trained (:func:`train_mlm_head`)."""
+    encoder = BertEncoder.from_pretrained(name)
+    model = BertForMaskedLM(encoder.config)
+    model.encoder = encoder.requires_grad_(False)
+    return model
+
+
+@torch.no_grad()
+def masked_features(model: BertForMaskedLM, batches: Iterable, *, max_batches: int | None = None,
+                    progress: bool = False) -> tuple[Tensor, Tensor]:
+    """The encoder's hidden states at every position to predict, ``(n, d_model)``, and the words there,
+    ``(n,)``, from masked batches ``(inputs, labels)`` (:class:`MLMBatches`). The encoder is frozen, so its
+    features are computed once and the head trains on them in seconds."""
+    from tqdm.auto import tqdm
+
+    was = model.training
+    model.eval()
+    device = model.bias.device
+    features, words = [], []
+    total = len(batches) if max_batches is None else min(len(batches), max_batches)
+    for b, (inputs, labels) in enumerate(tqdm(batches, total=total, desc="encoding", disable=not progress)):
+        if max_batches is not None and b >= max_batches:
+            break
+        hidden = model(inputs.to(device))
+        keep = labels.to(device) != -100
+        features.append(hidden[keep].float().cpu())
+        words.append(labels[keep.cpu()])
+    model.train(was)
+    return torch.cat(features), torch.cat(words)
+
+
+def train_mlm_head(model: BertForMaskedLM, features: Tensor, words: Tensor, *, steps: int = 500,
+                   batch_size: int = 256, lr: float = 3e-3, seed: int = 0) -> list[float]:
+    """Train the MLM head (dense, LayerNorm, output bias; the output matrix is the frozen word embeddings)
+    on precomputed ``features`` and ``words`` with AdamW; returns the loss of each step."""
+    checks.whole("steps", steps)
+    head = [model.transform.weight, model.transform.bias, model.norm.weight, model.norm.bias, model.bias]
+    for p in head:
+        p.requires_grad_(True)
+    optimizer = torch.optim.AdamW(head, lr=lr, weight_decay=0.01)
+    g = torch.Generator().manual_seed(seed)
+    device = model.bias.device
+    losses = []
+    for _ in range(steps):
+        pick = torch.randint(len(words), (batch_size,), generator=g)
+        logits = model.logits(features[pick].to(device))
+        loss = F.cross_entropy(logits, words[pick].to(device))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+@torch.no_grad()
+def fill_mask_accuracy(model: BertForMaskedLM, features: Tensor, words: Tensor, ks: Sequence[int] = (1, 5),
+                       batch_size: int = 1024) -> dict[int, float]:
+    """The fraction of masked positions whose word is among the head's ``k`` best guesses, for each ``k``."""
+    hits = {k: 0 for k in ks}
+    for i in range(0, len(words), batch_size):
+        top = model.logits(features[i:i + batch_size].to(model.bias.device)).topk(max(ks), dim=-1).indices.cpu()
+        for k in ks:
+            hits[k] += int((top[:, :k] == words[i:i + batch_size, None]).any(-1).sum())
+    return {k: hits[k] / len(words) for k in ks}
+
+
+def frequency_baseline(train_words: Tensor, test_words: Tensor, ks: Sequence[int] = (1, 5)) -> dict[int, float]:
+    """The same accuracies for the guess that ignores the context: the ``k`` words most often masked in training."""
+    top = torch.bincount(train_words).topk(max(ks)).indices
+    return {k: float(torch.isin(test_words, top[:k]).float().mean()) for k in ks}
