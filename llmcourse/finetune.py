@@ -45,10 +45,16 @@ __all__ = [
 # Fine-tuning with Hugging Face's Trainer, and reading its predictions
 # --------------------------------------------------------------------------------------------
 def sst2_datasets(tokenizer, *, n_train: int | None = None, n_dev: int | None = None, seed: int = 0,
-                  max_length: int = 128):
+                  max_length: int = 128, held_out: int = 0):
     """SST-2 as a ``datasets.DatasetDict`` with ``train`` and ``dev``, tokenised with ``map`` (no padding:
     the data collator pads each batch to its longest sentence; a ``length`` column lets ``Trainer`` group
-    phrases of similar length, and the dev set is sorted by it). ``n_train`` takes a random subset."""
+    phrases of similar length, and the dev set is sorted by it). ``n_train`` takes a random subset.
+
+    ``held_out``: that many training phrases set aside as a ``select`` split, on which to choose a
+    checkpoint or a learning rate, so that ``dev`` is only ever reported, never chosen on. SST-2's
+    training phrases are the nodes of parse trees, each a substring of its sentence: every training
+    phrase that contains a held-out phrase or is contained in one is dropped from ``train``, so that
+    ``select`` does not grade the model on its own training text."""
     from datasets import Dataset, DatasetDict
 
     from .data import SST2
@@ -56,7 +62,12 @@ def sst2_datasets(tokenizer, *, n_train: int | None = None, n_dev: int | None = 
     def build(rows):
         return Dataset.from_dict({"sentence": [s for s, _ in rows], "label": [l for _, l in rows]})
 
-    train, dev = build(SST2("train")), build(SST2("dev"))
+    checks.whole("held_out", held_out, least=0)
+    rows, splits = SST2("train"), {}
+    if held_out:
+        rows, chosen = _hold_out(rows, held_out, seed)
+        splits["select"] = build(chosen)
+    train, dev = build(rows), build(SST2("dev"))
     if n_train is not None and n_train < len(train):
         train = train.shuffle(seed=seed).select(range(n_train))
     if n_dev is not None and n_dev < len(dev):
@@ -67,11 +78,39 @@ def sst2_datasets(tokenizer, *, n_train: int | None = None, n_dev: int | None = 
         enc["length"] = [len(ids) for ids in enc["input_ids"]]
         return enc
 
-    data = DatasetDict(train=train, dev=dev).map(tokenize, batched=True, desc="tokenising")
+    data = DatasetDict(train=train, **splits, dev=dev).map(tokenize, batched=True, desc="tokenising")
     with warnings.catch_warnings():  # a pyarrow deprecation inside datasets, nothing to act on
         warnings.simplefilter("ignore", FutureWarning)
-        data["dev"] = data["dev"].sort("length")  # evaluation batches of similar lengths: less padding, same metrics
+        for name in ("select", "dev"):  # evaluation batches of similar lengths: less padding, same metrics
+            if name in data:
+                data[name] = data[name].sort("length")
     return data
+
+
+def _hold_out(rows: list, n: int, seed: int) -> tuple[list, list]:
+    """``n`` random phrases of 8 words or more set aside (near-sentences, as the dev set's are whole sentences),
+    and the other rows less the phrases of the same trees: each that contains a held-out phrase, and each of
+    3 words or more inside one (shorter phrases, "the film", recur across unrelated sentences and stay)."""
+    import bisect
+    import random
+    import re
+
+    long_enough = [i for i, (s, _) in enumerate(rows) if len(s.split()) >= 8]
+    if n > len(long_enough):
+        raise ValueError(f"held_out={n}: SST-2's training set has only {len(long_enough):,} phrases of 8 words or more.")
+    picked = set(random.Random(seed).sample(long_enough, n))
+    chosen = [rows[i] for i in sorted(picked)]
+    rest = [r for i, r in enumerate(rows) if i not in picked]
+    held = "\n".join(s for s, _ in chosen)  # no phrase holds a newline: a match never spans two
+    joined = "\n".join(s for s, _ in rest)
+    starts = [0]
+    for s, _ in rest[:-1]:
+        starts.append(starts[-1] + len(s) + 1)
+    related = {i for i, (s, _) in enumerate(rest) if len(s.split()) >= 3 and s in held}
+    for s, _ in chosen:
+        for m in re.finditer(re.escape(s), joined):
+            related.add(bisect.bisect_right(starts, m.start()) - 1)
+    return [r for i, r in enumerate(rest) if i not in related], chosen
 
 
 def accuracy_f1(predictions: Sequence[int] | np.ndarray, labels: Sequence[int] | np.ndarray) -> dict[str, float]:

@@ -378,3 +378,20 @@ def test_a_head_trained_on_the_frozen_encoder_fills_masks_better_than_word_frequ
     learned = bert_module.fill_mask_accuracy(model, valid_x, valid_y)
     baseline = bert_module.frequency_baseline(train_y, valid_y)
     assert learned[1] > baseline[1] + 0.03 and learned[5] > baseline[5] + 0.03, (learned, baseline)
+
+
+def test_a_held_out_selection_split_shares_no_tree_with_training(shared_data):
+    """Choices are made on phrases held out from training, never on the dev set that is reported (issue 29)."""
+    from llmcourse.data import SST2
+
+    rows = SST2("train")
+    rest, chosen = finetune._hold_out(rows, 872, seed=0)
+    assert len(chosen) == 872 and all(len(s.split()) >= 8 for s, _ in chosen)
+    train_text = {s for s, _ in rest}
+    assert not train_text & {s for s, _ in chosen}
+    for s, _ in chosen[:100]:  # no training phrase contains a held-out one
+        assert not any(s in t for t in train_text if len(t) > len(s))
+    assert len(rows) - len(rest) - len(chosen) > 0  # relatives were dropped
+    assert len(rest) > 0.85 * len(rows)  # 59,866 of 67,349 stay: 6,611 relatives of the 872 dropped
+    dev = {s for s, _ in SST2("dev")}
+    assert not dev & {s for s, _ in chosen}  # the dev set is untouched, and reported alone
