@@ -1,3 +1,4 @@
+import json
 import os
 from pathlib import Path
 
@@ -21,3 +22,22 @@ def no_data_env(monkeypatch, tmp_path):
     monkeypatch.delenv("LLMCOURSE_DATA", raising=False)
     monkeypatch.setenv("LLMCOURSE_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+@pytest.fixture
+def resealed():
+    """A function that seals an edited JSON file's text again (its recorded sha256 made to fit), so that a test
+    reaches the loader's own checks, which must still refuse what the file cannot be (the seal alone refuses
+    any edit: tests/test_nothing_silent.py). Text that is not a sealed JSON object is returned as it is."""
+    from llmcourse.files import SEAL, content_sha256
+
+    def reseal(text: str) -> str:
+        try:
+            state = json.loads(text)
+        except json.JSONDecodeError:
+            return text
+        if isinstance(state, dict) and SEAL in state:
+            state[SEAL] = content_sha256(state)
+        return json.dumps(state, ensure_ascii=False)
+
+    return reseal

@@ -243,20 +243,6 @@ def test_save_and_load_give_the_same_tokenizer(small, tmp_path):
     assert json.loads(path.read_text(encoding="utf-8"))["alphabet"][-1] == W  # readable JSON, not escaped
 
 
-def resealed(text: str) -> str:
-    """A file edited by hand *and* sealed again (its recorded sha256 made to fit): the loader's own checks must
-    still refuse what it cannot be (the seal alone refuses any edit, tests/test_nothing_silent.py)."""
-    from llmcourse.files import SEAL, content_sha256
-
-    try:
-        state = json.loads(text)
-    except json.JSONDecodeError:
-        return text
-    if isinstance(state, dict) and SEAL in state:
-        state[SEAL] = content_sha256(state)
-    return json.dumps(state, ensure_ascii=False)
-
-
 @pytest.mark.parametrize("damage,message", [
     (lambda text: text[: len(text) // 2], "not a readable BPE tokenizer"),
     (lambda text: "\x00\x01 not json", "not a readable BPE tokenizer"),
@@ -265,7 +251,7 @@ def resealed(text: str) -> str:
     (lambda text: text.replace('"merges": [[', '"merges": [["zz", "t"], ['), "merge 0 .* uses 'zz'"),
     (lambda text: text.replace('"alphabet": [', '"alphabet": ["ab", '), "single characters"),
 ])
-def test_a_damaged_file_is_a_clear_error(small, tmp_path, damage, message):
+def test_a_damaged_file_is_a_clear_error(small, tmp_path, damage, message, resealed):
     path = small.save(tmp_path / "tok.json")
     path.write_text(resealed(damage(path.read_text(encoding="utf-8"))), encoding="utf-8")
     with pytest.raises(ValueError, match=message) as info:

@@ -384,27 +384,13 @@ def test_a_merge_list_that_cannot_be_numbered_is_refused():
         ByteBPETokenizer([("a",)])
 
 
-def resealed(text: str) -> str:
-    """A file edited by hand *and* sealed again (its recorded sha256 made to fit): the loader's own checks must
-    still refuse what it cannot be (the seal alone refuses any edit, tests/test_nothing_silent.py)."""
-    from llmcourse.files import SEAL, content_sha256
-
-    try:
-        state = json.loads(text)
-    except json.JSONDecodeError:
-        return text
-    if isinstance(state, dict) and SEAL in state:
-        state[SEAL] = content_sha256(state)
-    return json.dumps(state, ensure_ascii=False)
-
-
 @pytest.mark.parametrize("damage,message", [
     (lambda text: text[: len(text) // 2], "not a readable byte-level BPE tokenizer"),
     (lambda text: json.dumps({"merges": []}), "no \"format\""),
     (lambda text: text.replace('"version": 1', '"version": 9'), "version 9"),
     (lambda text: text.replace('"merges": [[', '"merges": [["zz", "t"], ['), "its part 'zz' is not in the vocabulary"),
 ])
-def test_a_damaged_file_is_a_clear_error(small, tmp_path, damage, message):
+def test_a_damaged_file_is_a_clear_error(small, tmp_path, damage, message, resealed):
     path = small.save(tmp_path / "tok.json")
     path.write_text(resealed(damage(path.read_text(encoding="utf-8"))), encoding="utf-8")
     with pytest.raises(ValueError, match=message) as info:
