@@ -20,7 +20,7 @@ from typing import Any, Iterable
 import torch
 from torch import Tensor
 
-__all__ = ["whole", "number", "probability", "token_ids", "bool_mask", "listed", "writable_dir", "finite_loss", "no_merged_adapters"]
+__all__ = ["whole", "number", "probability", "token_ids", "listed", "writable_dir", "finite_loss", "no_merged_adapters"]
 
 
 def _is_whole(value: Any) -> bool:
@@ -102,17 +102,6 @@ def token_ids(who: str, ids: Any, vocab_size: int | None = None) -> Tensor:
             raise ValueError(f"{who} got token id {bad}, outside the model's vocabulary (0 to {top}): were the ids "
                              "made with another vocabulary, or is vocab_size too small?")
     return ids
-
-
-def bool_mask(name: str, mask: Any, shape: tuple[int, ...] | None = None) -> Tensor:
-    """A boolean tensor (True where the condition holds), of ``shape`` where given."""
-    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
-        got = f"dtype {mask.dtype}" if isinstance(mask, Tensor) else type(mask).__name__
-        raise TypeError(f"{name} must be a torch.bool tensor; got {got}. Build it with a comparison "
-                        "(ids == pad_id) or .bool(), so that 0/1 floats are not read as weights.")
-    if shape is not None and tuple(mask.shape) != tuple(shape):
-        raise ValueError(f"{name} has shape {tuple(mask.shape)}; it must be {tuple(shape)}.")
-    return mask
 
 
 def listed(name: str, items: Iterable, *, strings: bool = False) -> list:

@@ -552,6 +552,4 @@ def test_the_shared_checks_name_the_argument():
         checks.whole("steps", True)
     with pytest.raises(ValueError, match=r"p=1.5: give a finite number in \[0, 1\]"):
         checks.probability("p", 1.5)
-    with pytest.raises(TypeError, match="mask must be a torch.bool tensor"):
-        checks.bool_mask("mask", torch.ones(2))
     assert checks.listed("xs", (i for i in range(3))) == [0, 1, 2]
