@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from llmcourse.config import cache_dir
+from llmcourse.exercises import FILL_PREDICTIONS
 
 _DATA_FOLDERS = ("wikitext-2", "sst2")  # llmcourse.data's download folders inside the cache
 _ROOT = Path(tempfile.mkdtemp(prefix="llmcourse-notebook-caches-"))
@@ -34,9 +35,13 @@ def pytest_runtest_setup(item):
         if (_SHARED / name).is_dir() and not (own / name).exists():
             (own / name).symlink_to(_SHARED / name, target_is_directory=True)
     os.environ["LLMCOURSE_CACHE"] = str(own)
+    # A "predict, then measure" cell measures nothing until the learner writes a prediction (so a committed
+    # notebook shows the question, not the answer); under the tests it measures anyway, so that CI runs it.
+    os.environ[FILL_PREDICTIONS] = "1"
 
 
 def pytest_sessionfinish(session, exitstatus):
+    os.environ.pop(FILL_PREDICTIONS, None)
     if _BEFORE is None:
         os.environ.pop("LLMCOURSE_CACHE", None)
     else:

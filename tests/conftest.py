@@ -7,6 +7,12 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def predictions_as_a_learner_leaves_them(monkeypatch):
+    """Unit tests see an experiment as a learner does: blank until predicted (the notebook tests fill it in)."""
+    monkeypatch.delenv("LLMCOURSE_FILL_PREDICTIONS", raising=False)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real data folder named by LLMCOURSE_DATA (.ci/run points it at ../shared/data)."""

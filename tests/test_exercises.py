@@ -67,3 +67,18 @@ def test_a_forbidden_library_call_fails_the_check_and_is_put_back(capsys):
     for exercise in (softmax_exercise, cross_entropy_exercise, rms_norm_exercise):  # every name resolves
         with forbidding(exercise.forbidden):
             pass
+
+
+def test_a_prediction_exercise_measures_only_once_a_prediction_is_written(monkeypatch, capsys):
+    from llmcourse.exercises import FILL_PREDICTIONS, predicted
+
+    monkeypatch.delenv(FILL_PREDICTIONS, raising=False)
+    for blank in (None, "", {"a": None, "b": None}, [None], {}):
+        assert predicted(blank, what="a number in my_guess") is False
+        assert "predict first: write a number in my_guess" in capsys.readouterr().out
+    for written in (0, "larger", {"a": None, "b": 3.0}, [None, 1]):
+        assert predicted(written) is True
+        assert capsys.readouterr().out == ""
+    monkeypatch.setenv(FILL_PREDICTIONS, "1")  # what notebooks/conftest.py sets for nbval
+    assert predicted(None) is True
+    assert "no prediction written" in capsys.readouterr().out

@@ -11,13 +11,41 @@ import contextlib
 import importlib
 import inspect
 import math
+import os
 import textwrap
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
 
-__all__ = ["Exercise", "Verdict", "ForbiddenCall", "close", "type_problem", "forbidding", "imported_forbidden"]
+__all__ = ["Exercise", "Verdict", "ForbiddenCall", "close", "type_problem", "forbidding", "imported_forbidden",
+           "predicted", "FILL_PREDICTIONS"]
+
+FILL_PREDICTIONS = "LLMCOURSE_FILL_PREDICTIONS"  # set to 1 by notebooks/conftest.py: the tests measure every experiment
+
+
+def _written(prediction: Any) -> bool:
+    if isinstance(prediction, dict):
+        return any(_written(v) for v in prediction.values())
+    if isinstance(prediction, (list, tuple)):
+        return any(_written(v) for v in prediction)
+    return prediction is not None and prediction != ""
+
+
+def predicted(prediction: Any, *, what: str = "your prediction in my_prediction", then: str = "measures") -> bool:
+    """Whether a "predict, then measure" exercise may measure: True once ``prediction`` holds an answer (a value,
+    or a dict or list with at least one value that is not None).
+
+    While it is blank, it says what to write and returns False, so the cell measures nothing and a committed
+    notebook shows the question, not the answer. The notebook tests set ``LLMCOURSE_FILL_PREDICTIONS=1``
+    (notebooks/conftest.py) so that every measurement still runs in CI; the cell then says so."""
+    if _written(prediction):
+        return True
+    if os.environ.get(FILL_PREDICTIONS, "") == "1":
+        print(f"(no prediction written: this run {then} anyway, as the notebook tests do)")
+        return True
+    print(f"❌ Not yet — predict first: write {what}, then run the cell again; it {then} once you have.")
+    return False
 
 
 class ForbiddenCall(RuntimeError):

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from ..bert import apply_mask_rule
 from ..finetune import mean_pool
-from . import Exercise
+from . import Exercise, predicted as exercise_predicted
 
 __all__ = ['mask_rule_exercise', 'accuracy_exercise', 'mean_pool_exercise', 'compare_predictions']
 
@@ -100,9 +100,8 @@ def compare_predictions(predicted: dict, measured: dict, reference: dict | None 
     returns the rows; with no prediction at all it shows nothing measured and returns ``[]``: predict,
     then measure (a guess made after seeing the answer teaches nothing).
     """
-    if all(predicted.get(key) is None for key in measured):
-        print(f"❌ Not yet — predict first: write your guess for {', '.join(map(repr, measured))} in my_prediction, "
-              "then run the cell again; the measurements are shown once you have.")
+    if not exercise_predicted({key: predicted.get(key) for key in measured}, then="shows the measurements",
+                              what=f"your guess for {', '.join(map(repr, measured))} in my_prediction"):
         return []
     rows = []
     for key, value in measured.items():

@@ -13,7 +13,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from . import Exercise
+from . import Exercise, predicted as exercise_predicted
 from .transformer_lm import Experiment
 
 __all__ = ["merge_exercise", "rope_exercise", "kv_cache_experiment", "measure_kv_cache"]
@@ -125,9 +125,8 @@ def measure_kv_cache(predicted: dict | None = None, *, positions: int = 1024, d_
     from ..transformer import TransformerConfig, TransformerLM
 
     predicted = predicted or {}
-    if all(predicted.get(k) is None for k in kv_heads):
-        print(f"❌ Not yet — predict first: write the cache's size in MiB for n_kv_heads in {list(kv_heads)} in "
-              "my_prediction, then run the cell again; it measures once you have.")
+    if not exercise_predicted({k: predicted.get(k) for k in kv_heads},
+                              what=f"the cache's size in MiB for n_kv_heads in {list(kv_heads)} in my_prediction"):
         return {}
     base = TransformerConfig.llama(vocab_size, max_context=positions, d_model=d_model, n_layers=n_layers,
                                    n_heads=n_heads)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import Exercise
+from . import Exercise, predicted as exercise_predicted
 from .transformer_lm import Experiment
 
 __all__ = ["lora_merge_exercise", "power_law_exercise", "lora_parameters_experiment", "count_lora_parameters"]
@@ -115,9 +115,8 @@ def count_lora_parameters(predicted: dict | None = None, ranks: tuple[int, ...] 
     from ..weights import load_classifier
 
     predicted = predicted or {}
-    if all(predicted.get(r) is None for r in ranks):
-        print(f"❌ Not yet — predict first: write the trained weights for r in {list(ranks)} in my_prediction, "
-              "then run the cell again; it counts once you have.")
+    if not exercise_predicted({r: predicted.get(r) for r in ranks}, then="counts",
+                              what=f"the trained weights for r in {list(ranks)} in my_prediction"):
         return {}
     counted = {}
     for r in ranks:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from . import Exercise
+from . import Exercise, predicted as exercise_predicted
 
 __all__ = ['causal_attention_exercise', 'top_k_exercise', 'rms_norm_exercise', 'positions_experiment',
            'compare_positions']
@@ -181,9 +181,8 @@ def compare_positions(train_ids: Tensor, valid_ids: Tensor, choices=("learned", 
         if stream.dim() != 1 or int(stream.max()) >= vocab_size:
             raise ValueError(f"{name} must be a 1-D stream of ids below vocab_size={vocab_size}.")
     predicted = predicted or {}
-    if all(predicted.get(p) is None for p in choices):
-        print(f"❌ Not yet — predict first: write a validation perplexity for {', '.join(map(repr, choices))} in "
-              "my_prediction, then run the cell again; it trains and measures once you have.")
+    if not exercise_predicted({p: predicted.get(p) for p in choices}, then="trains and measures",
+                              what=f"a validation perplexity for {', '.join(map(repr, choices))} in my_prediction"):
         return {}
     base = TransformerConfig(vocab_size, max_context=context, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
                              dropout=0.0, attn_dropout=0.0)
