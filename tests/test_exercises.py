@@ -82,3 +82,18 @@ def test_a_prediction_exercise_measures_only_once_a_prediction_is_written(monkey
     monkeypatch.setenv(FILL_PREDICTIONS, "1")  # what notebooks/conftest.py sets for nbval
     assert predicted(None) is True
     assert "no prediction written" in capsys.readouterr().out
+
+
+def test_the_notebook_tests_measure_an_experiment_left_blank(monkeypatch, capsys):
+    from llmcourse.exercises import FILL_PREDICTIONS
+    from llmcourse.exercises.attention import scaling_experiment
+    from llmcourse.exercises.rnn_lm import forget_bias_experiment
+
+    assert not scaling_experiment.check({0: "?", 1: "?"})
+    assert "mean entropy" not in capsys.readouterr().out  # a learner's blank: nothing measured
+    monkeypatch.setenv(FILL_PREDICTIONS, "1")
+    scaling_experiment.check({0: "?", 1: "falls"})
+    forget_bias_experiment.check({0.5: None})
+    out = capsys.readouterr().out
+    assert "no prediction written for [0]" in out and "mean entropy" in out
+    assert "no prediction written for [0.5]" in out and "sigmoid(bias)" in out

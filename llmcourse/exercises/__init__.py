@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 __all__ = ["Exercise", "Verdict", "ForbiddenCall", "close", "type_problem", "forbidding", "imported_forbidden",
-           "predicted", "FILL_PREDICTIONS"]
+           "predicted", "filling_in", "FILL_PREDICTIONS"]
 
 FILL_PREDICTIONS = "LLMCOURSE_FILL_PREDICTIONS"  # set to 1 by notebooks/conftest.py: the tests measure every experiment
 
@@ -32,6 +32,16 @@ def _written(prediction: Any) -> bool:
     return prediction is not None and prediction != ""
 
 
+def filling_in(blank: Sequence = ()) -> bool:
+    """Whether the notebook tests are filling in blank predictions (``LLMCOURSE_FILL_PREDICTIONS=1``); if so,
+    and ``blank`` names any, says so."""
+    if os.environ.get(FILL_PREDICTIONS, "") != "1":
+        return False
+    if blank:
+        print(f"(no prediction written for {list(blank)}: a stand-in is measured against, as the notebook tests do)")
+    return True
+
+
 def predicted(prediction: Any, *, what: str = "your prediction in my_prediction", then: str = "measures") -> bool:
     """Whether a "predict, then measure" exercise may measure: True once ``prediction`` holds an answer (a value,
     or a dict or list with at least one value that is not None).
@@ -41,7 +51,7 @@ def predicted(prediction: Any, *, what: str = "your prediction in my_prediction"
     (notebooks/conftest.py) so that every measurement still runs in CI; the cell then says so."""
     if _written(prediction):
         return True
-    if os.environ.get(FILL_PREDICTIONS, "") == "1":
+    if filling_in():
         print(f"(no prediction written: this run {then} anyway, as the notebook tests do)")
         return True
     print(f"❌ Not yet — predict first: write {what}, then run the cell again; it {then} once you have.")

@@ -6,7 +6,7 @@ import textwrap
 from collections import Counter
 from dataclasses import dataclass
 
-from . import Exercise
+from . import Exercise, filling_in
 
 __all__ = ['bigram_mle_exercise', 'continuation_exercise', 'backoff_exercise', 'discount_experiment']
 
@@ -128,9 +128,10 @@ class _DiscountExperiment(Exercise):
         if bad:
             return self._say(False, verbose, f"each key is a discount D with 0 < D < 1; got {bad}.")
         unsure = [d for d, p in prediction.items() if p not in _TRENDS]
-        if unsure:
+        if unsure and not filling_in(unsure):
             return self._say(False, verbose, f"predict first: for D = {unsure}, write 'higher' or 'lower' "
                              "(than with the estimated discounts), then run the cell again.")
+        prediction = {d: "higher" if d in unsure else guess for d, guess in prediction.items()}
         if train is None or valid is None:
             return self._say(False, verbose, "pass the data too: check(prediction, train, valid, vocab).")
         estimated, fixed = self.solution_fn(train, valid, vocab, sorted(prediction), order)

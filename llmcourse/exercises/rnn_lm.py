@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from . import Exercise
+from . import Exercise, filling_in
 
 __all__ = ['rnn_step_exercise', 'gru_step_exercise', 'forget_bias_experiment', 'detach_exercise']
 
@@ -114,9 +114,10 @@ class _ForgetBiasExperiment(Exercise):
                              "e.g. {0.5: 1e-6, 2.0: 1e-2}.")
         unsure = [b for b, guess in prediction.items()
                   if isinstance(guess, bool) or not isinstance(guess, (int, float)) or not guess > 0]
-        if unsure:
+        if unsure and not filling_in(unsure):
             return self._say(False, verbose, f"predict first: for bias {unsure}, write a positive number "
                              "(the ratio, e.g. 1e-5), then run the cell again.")
+        prediction = {b: 1.0 if b in unsure else guess for b, guess in prediction.items()}
         truth = self.solution_fn(sorted(prediction))
         if verbose:
             print(f"||dh_T/dx_t|| {_DISTANCE} steps back / at the last step, LSTM(16, 64), fresh weights "
