@@ -171,21 +171,25 @@ def extracted(model: nn.Module, canary: Canary, vocab, *, context: Sequence[str]
 def audit(model: nn.Module, canaries: Sequence[Canary], vocab, *, samples: int = 10_000, seed: int = 0,
           context: Sequence[str] = ("<eos>",)) -> list[dict]:
     """One row per canary: its ``repeats``, ``secret`` (as a string), :func:`exposure` (``exposure``,
-    ``saturated``, ``nll``) and :func:`extracted` (``extracted``, and what greedy decoding ``wrote``)."""
+    ``saturated``, ``at_least``, ``nll``), ``shown``: the exposure the sample can vouch for (``at_least``
+    where it saturated, else ``exposure``), and :func:`extracted` (``extracted``, and what greedy decoding
+    ``wrote``)."""
     rows = []
     for canary in checks.listed("canaries", canaries):
         e = exposure(model, canary, vocab, samples=samples, seed=seed, context=context)
         hit, words = extracted(model, canary, vocab, context=context)
         rows.append({"repeats": canary.repeats, "secret": " ".join(canary.secret), "exposure": e["exposure"],
-                     "saturated": e["saturated"], "nll": e["nll"], "extracted": hit, "wrote": " ".join(words)})
+                     "saturated": e["saturated"], "at_least": e["at_least"],
+                     "shown": e["at_least"] if e["saturated"] else e["exposure"], "nll": e["nll"], "extracted": hit, "wrote": " ".join(words)})
     return rows
 
 
 def by_repeats(rows: Sequence[dict]) -> dict[int, dict]:
     """:func:`audit`'s rows grouped by how often their canary was planted: for each number of
-    ``repeats`` (ascending), the ``canaries``, their ``mean_exposure`` and how many were ``extracted``."""
+    ``repeats`` (ascending), the ``canaries``, their ``mean_exposure`` (of ``shown``: a saturated canary counts
+    as its lower bound, so a mean is never more than the sample shows) and how many were ``extracted``."""
     groups: dict[int, list[dict]] = {}
     for row in rows:
         groups.setdefault(row["repeats"], []).append(row)
-    return {r: {"canaries": len(g), "mean_exposure": sum(x["exposure"] for x in g) / len(g),
+    return {r: {"canaries": len(g), "mean_exposure": sum(x["shown"] for x in g) / len(g),
                 "extracted": sum(x["extracted"] for x in g)} for r, g in sorted(groups.items())}
