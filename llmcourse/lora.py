@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from . import checks
 
 __all__ = ["TARGET_MODULES", "lora_forward", "merged_weight", "add_lora", "trainable_parameters",
-           "training_state_bytes", "finetune"]
+           "training_state_bytes", "finetune", "score", "choose_learning_rate"]
 
 # Hu et al. adapt the query and value projections of every attention layer; on SST-2 with MiniLM,
 # adding the key and the feed-forward layers trains 3-4x more weights for no measured gain here.
@@ -98,22 +98,28 @@ def training_state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer | No
             "state_bytes": weights + gradients + state}
 
 
-def finetune(recipe, tokenizer, data, *, output_dir: str | None = None, **overrides) -> dict[str, Any]:
+def finetune(recipe, tokenizer, data, *, output_dir: str | None = None, evaluate_on: str = "dev",
+             **overrides) -> dict[str, Any]:
     """Fine-tune ``recipe.model()`` (the ``"bert"`` or ``"bert-lora"`` recipe) with ``transformers.Trainer``
     on ``data`` (:func:`llmcourse.finetune.sst2_datasets`: ``train`` and ``dev``), as notebook 05 does, and
     measure it: one row with ``method``, ``trainable``, ``total``, ``fraction``, ``accuracy`` and ``f1`` on
-    dev, ``seconds`` of training, the :func:`training_state_bytes` and, on CUDA, the peak memory.
+    the split ``evaluate_on`` (named in the row's ``split``: ``"dev"``, or ``"select"`` while a learning
+    rate is being chosen, :func:`choose_learning_rate`), ``seconds`` of training, the
+    :func:`training_state_bytes` and, on CUDA, the peak memory.
     ``overrides`` go to :meth:`~llmcourse.recipes.Recipe.trainer_arguments`."""
     from transformers import DataCollatorWithPadding, Trainer
 
     from .finetune import compute_metrics
 
+    if evaluate_on not in data:
+        raise ValueError(f"evaluate_on={evaluate_on!r}: data has {', '.join(map(repr, data))}; a select split comes "
+                         "from llmcourse.finetune.sst2_datasets(..., held_out=872).")
     model = recipe.model()
     checks.no_merged_adapters(model, "finetune")
     trainable, total = trainable_parameters(model)
     args = recipe.trainer_arguments(output_dir, **({"save_strategy": "no", "load_best_model_at_end": False}
                                                    | overrides))
-    trainer = Trainer(model=model, args=args, train_dataset=data["train"], eval_dataset=data["dev"],
+    trainer = Trainer(model=model, args=args, train_dataset=data["train"], eval_dataset=data[evaluate_on],
                       data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -122,10 +128,47 @@ def finetune(recipe, tokenizer, data, *, output_dir: str | None = None, **overri
     seconds = time.perf_counter() - start
     metrics = trainer.evaluate()
     row = {"method": "LoRA" if recipe.model_config.lora_r else "full fine-tuning", "trainable": trainable,
-           "total": total, "fraction": trainable / total, "accuracy": metrics["eval_accuracy"],
+           "total": total, "fraction": trainable / total, "split": evaluate_on, "accuracy": metrics["eval_accuracy"],
            "f1": metrics["eval_f1"], "seconds": seconds, "steps": trainer.state.global_step,
            "lr": args.learning_rate, **training_state_bytes(model, trainer.optimizer)}
     if torch.cuda.is_available():
         row["cuda_peak_bytes"] = torch.cuda.max_memory_allocated()
     row["model"] = model
     return row
+
+
+def score(model: nn.Module, tokenizer, dataset) -> dict[str, float]:
+    """``accuracy`` and ``f1`` of a sequence classifier on a tokenised split of
+    :func:`llmcourse.finetune.sst2_datasets` (its ``sentence`` and ``label`` columns)."""
+    from .finetune import accuracy_f1, predict_proba
+
+    probs = predict_proba(model, tokenizer, dataset["sentence"])
+    return accuracy_f1(probs.argmax(-1), dataset["label"])
+
+
+def choose_learning_rate(recipe, tokenizer, data, lrs: Sequence[float], **overrides) -> tuple[dict[str, Any], list]:
+    """Fine-tune ``recipe`` once per learning rate of ``lrs`` on ``data["train"]``, score each on
+    ``data["select"]`` (training phrases held out: :func:`llmcourse.finetune.sst2_datasets` with
+    ``held_out``), keep the best there, and only then score that one on ``dev``, once: the dev accuracy
+    is then a report, not a choice. Returns ``(chosen, rows)``: ``rows`` the :func:`finetune` rows on
+    ``select`` (their models dropped), ``chosen`` the best of them with its model and ``select_accuracy``,
+    its ``accuracy`` and ``f1`` now on ``dev`` (``split`` says so)."""
+    import dataclasses
+
+    if "select" not in data or "dev" not in data:
+        raise ValueError("choose_learning_rate needs a select split beside dev, held out from training: "
+                         "llmcourse.finetune.sst2_datasets(tokenizer, ..., held_out=872).")
+    lrs = checks.listed("lrs", lrs)
+    if not lrs:
+        raise ValueError("lrs is empty: give the learning rates to choose among, e.g. [5e-4, 1e-3, 2e-3].")
+    for lr in lrs:
+        checks.number("lr", lr, low=0.0, low_open=True)
+    rows, best = [], None
+    for lr in lrs:
+        row = finetune(dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, lr=lr)), tokenizer, data,
+                       evaluate_on="select", **overrides)
+        if best is None or row["accuracy"] > best["accuracy"]:
+            best = row
+        rows.append({k: v for k, v in row.items() if k != "model"})
+    chosen = dict(best, select_accuracy=best["accuracy"], split="dev", **score(best["model"], tokenizer, data["dev"]))
+    return chosen, rows

@@ -13,9 +13,9 @@ sample of the other secrets (:func:`exposure`; the estimate saturates at ``log2`
 found the same with real data: what is repeated is what comes out, which is why deduplicating the
 training text (:func:`deduplicate`; Kandpal et al. 2022) is the first defence.
 
-Written for the experiment of issue 29, not yet in a notebook: :func:`plant` canaries repeated 1 to
-32 times, train the course's model on the clock, then :func:`exposure` and :func:`extracted` against
-the number of repetitions, with and without :func:`deduplicate`.
+Taught in notebook 07 (section 8): :func:`plant` canaries repeated 0 to 32 times in WikiText-2, train the
+course's model on the clock, then :func:`audit` (:func:`exposure` and :func:`extracted` of every canary)
+against the number of repetitions, with and without :func:`deduplicate`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from torch import Tensor, nn
 from . import checks
 from .protocols import forward_step, scores
 
-__all__ = ["Canary", "make_canaries", "plant", "deduplicate", "sequence_nll", "exposure", "extracted"]
+__all__ = ["Canary", "make_canaries", "plant", "deduplicate", "sequence_nll", "exposure", "extracted", "audit",
+           "by_repeats"]
 
 DIGITS = tuple("0123456789")
 
@@ -165,3 +166,30 @@ def extracted(model: nn.Module, canary: Canary, vocab, *, context: Sequence[str]
     out = generate(model, prompt, len(canary.secret), temperature=0.0)[len(prompt):]
     words = [vocab.lookup_token(int(i)) for i in out]
     return tuple(words) == canary.secret, words
+
+
+def audit(model: nn.Module, canaries: Sequence[Canary], vocab, *, samples: int = 10_000, seed: int = 0,
+          context: Sequence[str] = ("<eos>",)) -> list[dict]:
+    """One row per canary: its ``repeats``, ``secret`` (as a string), :func:`exposure` (``exposure``,
+    ``saturated``, ``at_least``, ``nll``), ``shown``: the exposure the sample can vouch for (``at_least``
+    where it saturated, else ``exposure``), and :func:`extracted` (``extracted``, and what greedy decoding
+    ``wrote``)."""
+    rows = []
+    for canary in checks.listed("canaries", canaries):
+        e = exposure(model, canary, vocab, samples=samples, seed=seed, context=context)
+        hit, words = extracted(model, canary, vocab, context=context)
+        rows.append({"repeats": canary.repeats, "secret": " ".join(canary.secret), "exposure": e["exposure"],
+                     "saturated": e["saturated"], "at_least": e["at_least"],
+                     "shown": e["at_least"] if e["saturated"] else e["exposure"], "nll": e["nll"], "extracted": hit, "wrote": " ".join(words)})
+    return rows
+
+
+def by_repeats(rows: Sequence[dict]) -> dict[int, dict]:
+    """:func:`audit`'s rows grouped by how often their canary was planted: for each number of
+    ``repeats`` (ascending), the ``canaries``, their ``mean_exposure`` (of ``shown``: a saturated canary counts
+    as its lower bound, so a mean is never more than the sample shows) and how many were ``extracted``."""
+    groups: dict[int, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row["repeats"], []).append(row)
+    return {r: {"canaries": len(g), "mean_exposure": sum(x["shown"] for x in g) / len(g),
+                "extracted": sum(x["extracted"] for x in g)} for r, g in sorted(groups.items())}

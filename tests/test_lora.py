@@ -123,3 +123,38 @@ def test_the_lora_recipe_builds_the_adapted_classifier_and_fine_tunes(shared_dat
     row = lora.finetune(recipe, tokenizer, data, output_dir=str(tmp_path), disable_tqdm=True)
     assert row["method"] == "LoRA" and row["steps"] == 2 and 0 < row["fraction"] < 0.01
     assert 0.0 <= row["accuracy"] <= 1.0 and row["optimizer_bytes"] == 2 * 4 * row["trainable"]
+
+
+def test_the_learning_rate_is_chosen_on_select_and_dev_is_scored_once(shared_data, monkeypatch):
+    """choose_learning_rate: every candidate scored on the held-out select split, the best scored on dev."""
+    from llmcourse import bert, finetune
+
+    tokenizer = bert.load_tokenizer()
+    data = finetune.sst2_datasets(tokenizer, n_train=32, n_dev=16, seed=0, held_out=24)
+    recipe = recipe_for("bert-lora", "quick")
+    seen = []
+    real = lora.finetune
+    monkeypatch.setattr(lora, "finetune", lambda *a, **k: seen.append(k["evaluate_on"]) or real(*a, **k))
+    chosen, rows = lora.choose_learning_rate(recipe, tokenizer, data, [1e-4, 2e-3], disable_tqdm=True)
+    assert seen == ["select", "select"] and [r["lr"] for r in rows] == [1e-4, 2e-3]
+    assert all(r["split"] == "select" and "model" not in r for r in rows)
+    best = max(rows, key=lambda r: r["accuracy"])
+    assert chosen["lr"] == best["lr"] and chosen["select_accuracy"] == best["accuracy"] and chosen["split"] == "dev"
+    assert chosen == chosen | lora.score(chosen["model"], tokenizer, data["dev"])  # accuracy and f1: dev's
+    with pytest.raises(ValueError, match="held_out=872"):
+        lora.choose_learning_rate(recipe, tokenizer, {"train": data["train"], "dev": data["dev"]}, [1e-3])
+    with pytest.raises(ValueError, match="evaluate_on='select'"):
+        lora.finetune(recipe, tokenizer, {"train": data["train"], "dev": data["dev"]}, evaluate_on="select")
+
+
+def test_score_is_accuracy_and_f1_of_the_classifiers_predictions(shared_data):
+    from llmcourse import bert, finetune
+
+    tokenizer = bert.load_tokenizer()
+    data = finetune.sst2_datasets(tokenizer, n_train=8, n_dev=24, seed=0)
+    model = bert.load_classifier().eval()
+    got = lora.score(model, tokenizer, data["dev"])
+    with torch.no_grad():
+        enc = tokenizer(list(data["dev"]["sentence"]), padding=True, return_tensors="pt")
+        predicted = model(**enc).logits.argmax(-1).numpy()
+    assert got == finetune.accuracy_f1(predicted, data["dev"]["label"])

@@ -66,3 +66,21 @@ def test_sequence_nll_is_the_models_own_loss(memorised):
     assert float(nll[0]) == pytest.approx(float(expected), rel=1e-5)
     with pytest.raises(ValueError, match="score_from"):
         privacy.sequence_nll(model, ids, 0)
+
+
+def test_audit_is_exposure_and_extraction_of_every_canary_and_groups_by_repeats(memorised):
+    model, vocab, (seen, unseen) = memorised
+    rows = privacy.audit(model, [seen, unseen], vocab, samples=500)
+    assert [r["repeats"] for r in rows] == [40, 0]
+    for row, canary in zip(rows, (seen, unseen)):
+        e = privacy.exposure(model, canary, vocab, samples=500)
+        assert row["exposure"] == e["exposure"] and row["nll"] == e["nll"] and row["saturated"] == e["saturated"]
+        assert row["shown"] == (e["at_least"] if e["saturated"] else e["exposure"])
+        hit, words = privacy.extracted(model, canary, vocab)
+        assert (row["extracted"], row["wrote"], row["secret"]) == (hit, " ".join(words), " ".join(canary.secret))
+    assert rows[0]["extracted"] and rows[0]["saturated"] and rows[0]["shown"] == rows[0]["at_least"] < rows[0]["exposure"]
+    assert not rows[1]["extracted"] and not rows[1]["saturated"] and rows[1]["shown"] == rows[1]["exposure"]
+    twice = privacy.by_repeats(rows + [dict(rows[0], shown=0.0, extracted=False)])
+    assert list(twice) == [0, 40]
+    assert twice[40] == {"canaries": 2, "mean_exposure": rows[0]["at_least"] / 2, "extracted": 1}
+    assert twice[0] == {"canaries": 1, "mean_exposure": rows[1]["exposure"], "extracted": 0}
