@@ -352,10 +352,13 @@ def mlm_from_pretrained(name: str | None = None) -> BertForMaskedLM:
 
 @torch.no_grad()
 def masked_features(model: BertForMaskedLM, batches: Iterable, *, max_batches: int | None = None,
-                    progress: bool = False) -> tuple[Tensor, Tensor]:
+                    mask_id: int | None = None, progress: bool = False) -> tuple[Tensor, Tensor]:
     """The encoder's hidden states at every position to predict, ``(n, d_model)``, and the words there,
     ``(n,)``, from masked batches ``(inputs, labels)`` (:class:`MLMBatches`). The encoder is frozen, so its
-    features are computed once and the head trains on them in seconds."""
+    features are computed once and the head trains on them in seconds.
+
+    ``mask_id``: keep only the positions whose input is that id (``[MASK]``), where the word is truly hidden;
+    without it every selected position counts, the 10% left unchanged (the word in plain sight) included."""
     from tqdm.auto import tqdm
 
     was = model.training
@@ -368,6 +371,8 @@ def masked_features(model: BertForMaskedLM, batches: Iterable, *, max_batches: i
             break
         hidden = model(inputs.to(device))
         keep = labels.to(device) != -100
+        if mask_id is not None:
+            keep &= inputs.to(device) == mask_id
         features.append(hidden[keep].float().cpu())
         words.append(labels[keep.cpu()])
     model.train(was)

@@ -353,6 +353,27 @@ def test_a_checkpoint_saved_under_the_old_config_names_still_loads(tmp_path):
         assert load_checkpoint(tmp_path, model=model) is model  # the check against a model built today agrees too
 
 
+def test_masked_features_with_mask_id_keeps_only_the_hidden_words():
+    """With ``mask_id`` only the [MASK] positions come back (about 80% of those selected), each with the hidden
+    word and the encoder's state there; without it every selected position does, the unchanged ones included."""
+    torch.manual_seed(0)
+    model = BertForMaskedLM(BertConfig(vocab_size=VOCAB, max_context=32, d_model=16, n_layers=1, n_heads=2, d_ff=32))
+    stream = torch.randint(1000, VOCAB, (4000,), generator=torch.Generator().manual_seed(0))
+    batches = MLMBatches(stream, seq_len=32, batch_size=8, cls_id=CLS, sep_id=SEP, mask_id=MASK, vocab_size=VOCAB,
+                         shuffle=False)
+    every_x, every_y = bert.masked_features(model, batches)
+    masked_x, masked_y = bert.masked_features(model, batches, mask_id=MASK)
+    inputs, labels = (torch.cat(part) for part in zip(*batches))
+    selected = labels != -100
+    hidden = (inputs == MASK) & selected
+    assert len(every_y) == int(selected.sum()) and len(masked_y) == int(hidden.sum())
+    assert 0.75 < len(masked_y) / len(every_y) < 0.85
+    assert torch.equal(masked_y, labels[hidden])
+    with torch.no_grad():
+        states = model.eval()(inputs)
+    torch.testing.assert_close(masked_x, states[hidden], atol=1e-5, rtol=1e-5)
+
+
 def test_a_head_trained_on_the_frozen_encoder_fills_masks_better_than_word_frequencies(shared_data):
     """MiniLM ships no masked-LM head; one trained on its frozen features beats guessing the most frequent
     masked words, top-1 and top-5, on held-out WikiText-2 text (issue 29)."""
