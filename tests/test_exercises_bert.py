@@ -68,7 +68,7 @@ def test_compare_predictions_reports_the_error_and_asks_for_a_guess(capsys):
 
 def test_notebook_05_measures_nothing_before_a_prediction_is_written():
     """Every "predict, then measure" cell of notebook 05 measures inside ``if predicted(my_prediction, ...)``, and
-    the committed notebook shows no measurement there (issue 29): the question, not the answer."""
+    so a committed notebook shows the question, not the answer (tests/test_claims.py reads the outputs)."""
     import ast
     import json
     from pathlib import Path
@@ -83,4 +83,3 @@ def test_notebook_05_measures_nothing_before_a_prediction_is_written():
         assert len(gates) == 1, "".join(cell["source"])
         outside = [ast.unparse(node) for node in tree.body if node is not gates[0]]
         assert not any("compare_predictions" in s or "linear_probe" in s or "run_probe" in s for s in outside)
-        assert cell["outputs"] == []
