@@ -55,6 +55,7 @@ __all__ = [
     "BertForMaskedLM",
     "mlm_from_pretrained",
     "masked_features",
+    "masked_states",
     "train_mlm_head",
     "fill_mask_accuracy",
     "frequency_baseline",
@@ -232,10 +233,12 @@ class BertEncoder(nn.Module):
         self.embeddings = BertEmbeddings(config)
         self.layers = nn.ModuleList(BertLayer(config) for _ in range(config.n_layers))
 
-    def forward(self, ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None) -> Tensor:
+    def forward(self, ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None, *,
+                n_layers: int | None = None) -> Tensor:
+        """The hidden states after the first ``n_layers`` layers (all by default; 0: the embeddings)."""
         x = self.embeddings(ids, token_type_ids)  # ids: (batch, time) -> x: (batch, time, hidden)
         mask = None if attention_mask is None else attention_mask.bool()  # (batch, time), True at real tokens
-        for layer in self.layers:
+        for layer in self.layers[:n_layers]:
             x = layer(x, mask)
         return x
 
@@ -301,7 +304,18 @@ class BertForMaskedLM(nn.Module):
         self.transform = nn.Linear(config.d_model, config.d_model)
         self.norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.read_layer: int | None = None  # the head reads the states after this many layers (None: the last)
         self.apply(self._init)
+
+    def reset_head(self, seed: int = 0) -> "BertForMaskedLM":
+        """Draw the head (dense layer, LayerNorm, output bias) afresh, as at construction, from ``seed``."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for module in (self.transform, self.norm):
+                module.reset_parameters()
+            self._init(self.transform)
+            nn.init.zeros_(self.bias)
+        return self
 
     @staticmethod
     def _init(m: nn.Module) -> None:  # BERT's initialisation: N(0, 0.02)
@@ -311,7 +325,7 @@ class BertForMaskedLM(nn.Module):
             nn.init.zeros_(m.bias)
 
     def forward(self, ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        return self.encoder(ids, attention_mask)
+        return self.encoder(ids, attention_mask, n_layers=self.read_layer)
 
     def logits(self, hidden: Tensor) -> Tensor:
         """``(..., hidden)`` -> ``(..., vocab)`` scores over the vocabulary."""
@@ -351,27 +365,51 @@ def mlm_from_pretrained(name: str | None = None) -> BertForMaskedLM:
 
 
 @torch.no_grad()
-def masked_features(model: BertForMaskedLM, batches: Iterable, *, max_batches: int | None = None,
-                    progress: bool = False) -> tuple[Tensor, Tensor]:
-    """The encoder's hidden states at every position to predict, ``(n, d_model)``, and the words there,
-    ``(n,)``, from masked batches ``(inputs, labels)`` (:class:`MLMBatches`). The encoder is frozen, so its
-    features are computed once and the head trains on them in seconds."""
+def masked_states(model: BertForMaskedLM, batches: Iterable, layers: Sequence[int], *, mask_id: int | None = None,
+                  max_batches: int | None = None, progress: bool = False) -> tuple[dict[int, Tensor], Tensor]:
+    """The encoder's hidden states after each number of layers in ``layers`` (0: the embeddings) at every
+    position to predict, ``{layer: (n, d_model)}``, and the words there, ``(n,)``, from masked batches
+    ``(inputs, labels)`` (:class:`MLMBatches`), in one pass. With the encoder frozen they are computed once,
+    and a head trains on them in seconds.
+
+    ``mask_id``: keep only the positions whose input is that id (``[MASK]``), where the word is truly hidden;
+    without it every selected position counts, the 10% left unchanged (the word in plain sight) included."""
     from tqdm.auto import tqdm
 
+    layers = [checks.whole("layer", k, least=0) for k in layers]
+    if not layers or max(layers) > model.config.n_layers:
+        raise ValueError(f"layers must name at least one layer, each from 0 (the embeddings) to "
+                         f"{model.config.n_layers} (the encoder's last); got {list(layers)}.")
     was = model.training
     model.eval()
     device = model.bias.device
-    features, words = [], []
+    states, words = {k: [] for k in layers}, []
     total = len(batches) if max_batches is None else min(len(batches), max_batches)
     for b, (inputs, labels) in enumerate(tqdm(batches, total=total, desc="encoding", disable=not progress)):
         if max_batches is not None and b >= max_batches:
             break
-        hidden = model(inputs.to(device))
-        keep = labels.to(device) != -100
-        features.append(hidden[keep].float().cpu())
-        words.append(labels[keep.cpu()])
+        inputs, labels = inputs.to(device), labels.to(device)
+        keep = labels != -100
+        if mask_id is not None:
+            keep &= inputs == mask_id
+        hidden = model.encoder.embeddings(inputs)
+        for k in range(max(layers) + 1):
+            if k:
+                hidden = model.encoder.layers[k - 1](hidden, None)
+            if k in states:
+                states[k].append(hidden[keep].float().cpu())
+        words.append(labels[keep].cpu())
     model.train(was)
-    return torch.cat(features), torch.cat(words)
+    return {k: torch.cat(v) for k, v in states.items()}, torch.cat(words)
+
+
+def masked_features(model: BertForMaskedLM, batches: Iterable, *, max_batches: int | None = None,
+                    mask_id: int | None = None, progress: bool = False) -> tuple[Tensor, Tensor]:
+    """:func:`masked_states` at the layer the head reads (``model.read_layer``; the last by default)."""
+    layer = model.config.n_layers if model.read_layer is None else model.read_layer
+    states, words = masked_states(model, batches, [layer], mask_id=mask_id, max_batches=max_batches,
+                                  progress=progress)
+    return states[layer], words
 
 
 def train_mlm_head(model: BertForMaskedLM, features: Tensor, words: Tensor, *, steps: int = 500,

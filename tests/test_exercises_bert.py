@@ -64,3 +64,22 @@ def test_compare_predictions_reports_the_error_and_asks_for_a_guess(capsys):
     assert compare_predictions({"mean": None}, {"mean": 0.5}, reference={"mean": 0.9}) == []
     out = capsys.readouterr().out
     assert "predict first" in out and "0.5" not in out and "0.9" not in out  # no answer before a guess
+
+
+def test_notebook_05_measures_nothing_before_a_prediction_is_written():
+    """Every "predict, then measure" cell of notebook 05 measures inside ``if predicted(my_prediction, ...)``, and
+    so a committed notebook shows the question, not the answer (tests/test_claims.py reads the outputs)."""
+    import ast
+    import json
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).parents[1] / "notebooks" / "05_bert.ipynb").read_text())
+    cells = [c for c in nb["cells"] if c["cell_type"] == "code" and "my_prediction = " in "".join(c["source"])]
+    assert len(cells) == 2
+    for cell in cells:
+        tree = ast.parse("".join(cell["source"]))
+        gates = [node for node in tree.body if isinstance(node, ast.If) and isinstance(node.test, ast.Call)
+                 and getattr(node.test.func, "id", None) == "predicted"]
+        assert len(gates) == 1, "".join(cell["source"])
+        outside = [ast.unparse(node) for node in tree.body if node is not gates[0]]
+        assert not any("compare_predictions" in s or "linear_probe" in s or "run_probe" in s for s in outside)
