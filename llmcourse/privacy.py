@@ -180,7 +180,8 @@ def audit(model: nn.Module, canaries: Sequence[Canary], vocab, *, samples: int =
         hit, words = extracted(model, canary, vocab, context=context)
         rows.append({"repeats": canary.repeats, "secret": " ".join(canary.secret), "exposure": e["exposure"],
                      "saturated": e["saturated"], "at_least": e["at_least"],
-                     "shown": e["at_least"] if e["saturated"] else e["exposure"], "nll": e["nll"], "extracted": hit, "wrote": " ".join(words)})
+                     "shown": e["at_least"] if e["saturated"] else e["exposure"], "nll": e["nll"],
+                     "extracted": hit, "wrote": " ".join(words)})
     return rows
 
 
